@@ -1,0 +1,68 @@
+"""The ``nnunet-airway`` command: a thin dispatcher over subcommand modules.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
+Only the chosen subcommand's module is imported, so ``nnunet-airway evaluate`` never loads torch.
+
+Exit codes: 0 success, 1 data error (one line naming the file and the fix; ``-v`` adds the
+traceback), 2 usage error (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from typing import Sequence
+
+from .errors import DataError
+
+# name -> (module, one-line help). Add a line here when a subcommand lands.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "phantoms": ("nnunet_airway.phantoms.cli", "write synthetic chest CT phantoms with airway trees (NIfTI + truth JSON)"),
+}
+
+
+def _chosen_subcommand(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in SUBCOMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnunet-airway",
+        description="Bronchiole-sensitive airway segmentation for nnU-Net v2 (Qin et al., MICCAI 2020).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the full traceback on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    chosen = _chosen_subcommand(argv)
+    for name, (module_name, short_help) in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(name, help=short_help, description=short_help)
+        sub.add_argument("-v", "--verbose", action="store_true", help="show the full traceback on errors")
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except DataError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"nnunet-airway {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"nnunet-airway {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Synthetic chest CT phantoms with airway trees and their construction truth (numpy)."""

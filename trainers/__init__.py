@@ -1,0 +1,1 @@
+"""nnunet_airway.trainers"""
