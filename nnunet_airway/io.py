@@ -11,9 +11,10 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -49,7 +50,7 @@ class Geometry:
         return (self.spacing[2], self.spacing[1], self.spacing[0])
 
     @classmethod
-    def of(cls, image: sitk.Image) -> "Geometry":
+    def of(cls, image: sitk.Image) -> Geometry:
         return cls(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
 
     def apply_to(self, image: sitk.Image) -> sitk.Image:
