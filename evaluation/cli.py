@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="connectivity of the largest-component step (default 6, as ATM'22)")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one PNG per case: tree projection and BD per generation")
+    parser.add_argument("--no-cldice", action="store_true",
+                        help="skip clDice (saves the prediction's skeleton, about 40%% of the time per case)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="score only the reference cases that have a prediction")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluate_folder(
         args.pred, args.ref, protocol=args.protocol, connectivity=args.connectivity,
         num_processes=args.num_processes, allow_missing=args.allow_missing, render_dir=args.render,
-        progress=not args.no_progress,
+        progress=not args.no_progress, cl_dice=not args.no_cldice,
     )
     write_json(out, summary)
     if args.csv is not None:

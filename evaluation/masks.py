@@ -15,19 +15,20 @@ CONNECTIVITIES = (6, 18, 26)
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> Box | None:
-    """Smallest box holding every nonzero voxel, grown by ``margin`` voxels and clipped to the array.
+    """Smallest (Z, Y, X) box holding every nonzero voxel, grown by ``margin`` voxels and clipped to the array.
 
-    Returns None for an all-zero array. Only 1-D projections are allocated, never a copy of ``mask``.
+    Returns None for an all-zero array. Two reductions (the second over the occupied slices only), never a
+    copy of ``mask``.
     """
+    z_hits = np.flatnonzero(np.any(mask, axis=(1, 2)))
+    if z_hits.size == 0:
+        return None
+    plane = np.any(mask[z_hits[0]:z_hits[-1] + 1], axis=0)
+    y_hits = np.flatnonzero(np.any(plane, axis=1))
+    x_hits = np.flatnonzero(np.any(plane, axis=0))
     slices = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(np.any(mask, axis=others))
-        if hits.size == 0:
-            return None
-        start = max(int(hits[0]) - margin, 0)
-        stop = min(int(hits[-1]) + 1 + margin, mask.shape[axis])
-        slices.append(slice(start, stop))
+    for hits, size in zip((z_hits, y_hits, x_hits), mask.shape, strict=True):
+        slices.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, size)))
     return tuple(slices)  # type: ignore[return-value]
 
 

@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
 from .masks import Box, box_offset, fill_holes, largest_component_in_box, outer_boundary
-from .skeleton_graph import SkeletonGraph, skeleton_graph
+from .skeleton_graph import SkeletonGraph, nonzero_coords, skeleton_graph
 from .tree import AirwayTree, build_tree
 
 
@@ -60,7 +60,7 @@ def lumen_radius(mask: np.ndarray, points: np.ndarray, spacing_zyx: tuple[float,
     if len(points) == 0:
         return np.zeros(0, dtype=np.float64)
     spacing = np.asarray(spacing_zyx, dtype=np.float64)
-    boundary = np.argwhere(outer_boundary(mask)) * spacing
+    boundary = nonzero_coords(outer_boundary(mask)) * spacing
     if len(boundary) == 0:  # the mask fills its whole array: no background to measure against
         return np.full(len(points), float(np.max(np.asarray(mask.shape) * spacing)))
     distance, _ = cKDTree(boundary).query(points * spacing)

@@ -34,7 +34,7 @@ def _load(item: ArrayOrPath) -> tuple[np.ndarray, object | None, str]:
 
 def score_files_or_arrays(
     prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
-    protocol: str = "paper", connectivity: int = 6, keep_false_positives: bool = False,
+    protocol: str = "paper", connectivity: int = 6, keep_false_positives: bool = False, cl_dice: bool = True,
 ) -> CaseScore:
     """Like :func:`evaluate_case`, returning the full :class:`CaseScore` (for pictures)."""
     check_protocol(protocol)
@@ -61,12 +61,12 @@ def score_files_or_arrays(
             raise
         raise DataError(f"{ref_name}: {exc}; remove the case or fix the label") from exc
     del ref
-    return score_case(parsed, pred, spacing_zyx, protocol, connectivity, keep_false_positives)
+    return score_case(parsed, pred, spacing_zyx, protocol, connectivity, keep_false_positives, cl_dice)
 
 
 def evaluate_case(
     prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
-    protocol: str = "paper", connectivity: int = 6,
+    protocol: str = "paper", connectivity: int = 6, cl_dice: bool = True,
 ) -> dict:
     """Airway tree metrics of one case.
 
@@ -74,9 +74,10 @@ def evaluate_case(
     spacing: mm per voxel in array axis order (Z, Y, X), for arrays only (default 1 mm); files carry theirs.
     protocol: "paper" (trachea excluded from BD, TD, TPR, FPR, precision) or "atm22" (nothing excluded).
     connectivity: 6 or 26 for the largest-component step.
+    cl_dice: False skips the prediction's skeleton (faster); clDice is then None.
     Returns the case's metrics dict (keys as in the summary JSON's cases; percentages, None if undefined).
     """
-    return score_files_or_arrays(prediction, reference, spacing, protocol, connectivity).metrics
+    return score_files_or_arrays(prediction, reference, spacing, protocol, connectivity, cl_dice=cl_dice).metrics
 
 
 def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
@@ -97,9 +98,9 @@ def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple
 
 
 def _score_one(task: tuple) -> tuple[str, dict]:
-    case, pred_path, ref_path, protocol, connectivity, render_dir = task
+    case, pred_path, ref_path, protocol, connectivity, render_dir, cl_dice = task
     score = score_files_or_arrays(pred_path, ref_path, None, protocol, connectivity,
-                                  keep_false_positives=render_dir is not None)
+                                  keep_false_positives=render_dir is not None, cl_dice=cl_dice)
     if render_dir is not None:
         from .render import render_case
 
@@ -110,13 +111,13 @@ def _score_one(task: tuple) -> tuple[str, dict]:
 def evaluate_folder(
     pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: str = "paper", connectivity: int = 6,
     num_processes: int = 1, allow_missing: bool = False, render_dir: str | os.PathLike | None = None,
-    progress: bool = True,
+    progress: bool = True, cl_dice: bool = True,
 ) -> dict:
     """Score every ``CASE.nii.gz`` of ``pred_dir`` against ``ref_dir/CASE.nii.gz``.
 
     References without a prediction are an error (DataError listing them) unless ``allow_missing``.
     ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
-    per case. Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
+    per case. ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
     """
     check_protocol(protocol)
     if num_processes < 1:
@@ -135,7 +136,7 @@ def evaluate_folder(
         raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
     tasks = [
         (case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
-         connectivity, None if render_dir is None else str(render_dir))
+         connectivity, None if render_dir is None else str(render_dir), cl_dice)
         for case in paired
     ]
     results: dict[str, dict] = {}
