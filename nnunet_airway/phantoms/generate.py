@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .. import io
 from .anatomy import ADULT_FOV_MM, Chest, make_chest
-from .render import Grid, Intensities, lumen_is_connected, render
+from .render import Grid, Intensities, lumen_is_connected, render, wall_intensity
 from .tree import Branch, grow_airway_tree, mark_labelled
 
 DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
@@ -125,7 +125,7 @@ def _round(v, digits: int = 3):
     return [round(float(c), digits) for c in v]
 
 
-def _branch_record(branch: Branch) -> dict[str, Any]:
+def _branch_record(branch: Branch, wall_hu: float) -> dict[str, Any]:
     def opt(value):
         return None if value is None else round(float(value), 3)
 
@@ -133,7 +133,7 @@ def _branch_record(branch: Branch) -> dict[str, Any]:
         "id": branch.id, "parent": branch.parent, "generation": branch.generation,
         "start_mm": _round(branch.start), "end_mm": _round(branch.end),
         "radius_mm": round(branch.radius, 4), "length_mm": round(branch.length, 3), "labelled": branch.labelled,
-        "wall_thickness_mm": round(branch.wall, 4), "children": list(branch.children),
+        "wall_thickness_mm": round(branch.wall, 4), "wall_hu": round(wall_hu, 2), "children": list(branch.children),
         "radius_ratio": opt(branch.radius_ratio), "branch_angle_deg": opt(branch.branch_angle_deg),
         "plane_rotation_deg": opt(branch.plane_rotation_deg),
     }
@@ -192,7 +192,7 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
         "fov_mm": _round(fov_high - fov_low), "anatomy_scale": round(chest.scale, 4),
         "label_min_radius_mm": round(label_min_radius, 4),
         "anatomy": _anatomy_record(chest),
-        "branches": [_branch_record(b) for b in branches],
+        "branches": [_branch_record(b, wall_intensity(b.radius, branches[0].radius, hu)) for b in branches],
         "n_branches": len(branches), "n_labelled_branches": len(labelled),
         "max_generation": max(b.generation for b in branches),
         "max_labelled_generation": max((b.generation for b in labelled), default=-1),

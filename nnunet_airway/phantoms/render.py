@@ -242,7 +242,7 @@ def render(grid: Grid, chest: Chest, branches: list[Branch], vessels: tuple[np.n
     starts = np.array([b.start for b in branches])
     ends = np.array([b.end for b in branches])
     outer = np.array([b.outer_radius for b in branches])
-    largest = max(b.radius for b in branches)
+    largest = branches[0].radius  # the trachea
     for i, box, dist in iter_tube_distances(grid, starts, ends, outer + voxel):
         branch = branches[i]
         won = _max_into(wall_share, box, tube_fraction(dist, branch.outer_radius, voxel))
