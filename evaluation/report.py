@@ -49,8 +49,8 @@ DEFINITIONS: dict[str, str] = {
 }
 
 PROTOCOL_DEFINITIONS = {
-    "paper": "Qin et al. 2020: the trachea (branch and zone) is excluded from BD, TD, TD_mm, TPR, FPR and precision; "
-             "DSC and clDice include it.",
+    "paper": "Qin et al. 2020: the trachea branch is excluded from BD, TD and TD_mm, its zone from TPR, FPR and "
+             "precision (also from FPR's background); DSC and clDice include it.",
     "atm22": "ATM'22 evaluation: nothing is excluded; the trachea counts as a branch of generation 0.",
 }
 
