@@ -299,12 +299,13 @@ def write_raw_dataset(
         if how:
             result.instructions.append(how)
     write_json(dataset_dir / REPORT_NAME, report)
+    first = next(iter(result.rejected.items()), None)
     if n_training == 0:
+        why = f"; case {first[0]} rejected: {first[1]}" if first else ""
         raise DataError(f"{dataset_dir}: no training case was converted ({len(result.rejected)} rejected, "
-                        f"{len(result.skipped)} skipped); see {dataset_dir / REPORT_NAME}")
-    if strict and result.rejected:
-        case, reason = next(iter(result.rejected.items()))
-        raise DataError(f"case {case} rejected: {reason}")
+                        f"{len(result.skipped)} skipped; see {dataset_dir / REPORT_NAME}){why}")
+    if strict and first:
+        raise DataError(f"case {first[0]} rejected: {first[1]}")
     return result
 
 
