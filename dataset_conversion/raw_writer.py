@@ -300,9 +300,9 @@ def write_raw_dataset(
             result.instructions.append(how)
     write_json(dataset_dir / REPORT_NAME, report)
     first = next(iter(result.rejected.items()), None)
-    if n_training == 0:
+    if not result.converted and not result.already_converted:
         why = f"; case {first[0]} rejected: {first[1]}" if first else ""
-        raise DataError(f"{dataset_dir}: no training case was converted ({len(result.rejected)} rejected, "
+        raise DataError(f"{dataset_dir}: no case was converted ({len(result.rejected)} rejected, "
                         f"{len(result.skipped)} skipped; see {dataset_dir / REPORT_NAME}){why}")
     if strict and first:
         raise DataError(f"case {first[0]} rejected: {first[1]}")

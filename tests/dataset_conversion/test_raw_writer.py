@@ -112,10 +112,10 @@ def test_label_values_besides_0_and_1_are_named_or_binarised(tmp_path: Path, mak
     np.testing.assert_array_equal(converted, (label > 0).astype(np.uint8))
 
 
-def test_no_training_case_is_an_error(tmp_path: Path, make) -> None:
+def test_no_converted_case_is_an_error(tmp_path: Path, make) -> None:
     images, labels = _inputs(tmp_path, make, 1)
     (labels / "case0.nii.gz").write_bytes(b"broken")
-    with pytest.raises(DataError, match="no training case was converted"):
+    with pytest.raises(DataError, match="no case was converted"):
         convert_folder(images, labels, 8, "Broken", out_root=tmp_path / "raw", progress=False)
 
 
