@@ -19,9 +19,9 @@ METADATA = {
     "bas": ("BAS", "The 90 labelled scans of Qin et al., MICCAI 2020 (70 LIDC-IDRI + 20 EXACT'09)",
             "https://doi.org/10.1007/978-3-030-59710-8_22", "LIDC-IDRI: CC BY 3.0; EXACT'09 and BAS labels: their terms"),
     "atm22": ("ATM22", "ATM'22 multi-site airway tree modeling challenge", "https://atm22.grand-challenge.org/",
-              "CC BY-NC-SA 4.0"),
+              "ATM'22 challenge data terms"),
     "aiib23": ("AIIB23", "AIIB23 airway-informed quantitative CT imaging biomarker challenge (fibrotic lung disease)",
-               "https://codalab.lisn.upsaclay.fr/competitions/13238", "AIIB23 challenge data terms"),
+               "https://arxiv.org/abs/2312.13752", "AIIB23 challenge data terms"),
 }
 
 
@@ -64,15 +64,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="<case>.nii.gz / .nrrd / .mha / .mhd files (optional _0000 suffix) or DICOM folders <case>/")
     p.add_argument("--labels", required=True, metavar="DIR", help="<case>.nii.gz / .nrrd / .mha / .mhd airway labels")
 
-    p = source("lidc", "LIDC-IDRI DICOM: one CT series per patient found by headers; BAS-style labels")
-    p.add_argument("--images", required=True, metavar="ROOT", help="the LIDC-IDRI download (any folder layout)")
-    p.add_argument("--labels", metavar="DIR", help="labels named <SeriesInstanceUID>.nii.gz; unlabelled scans go to imagesTs")
-    p.add_argument("--max-slice-thickness", type=float, metavar="MM",
-                   help="only series with slices at most this thick (the paper: 0.625)")
-
-    p = source("exact09", "EXACT'09 DICOM folders CASE01..CASE40")
-    p.add_argument("--images", required=True, metavar="ROOT", help="folder holding CASE01 ... CASE40")
-    p.add_argument("--labels", metavar="DIR", help="labels CASExx.mhd / CASExx.nii.gz; unlabelled cases go to imagesTs")
+    for name, short, images_help, labels_help in (
+        ("lidc", "LIDC-IDRI DICOM: one CT series per patient found by headers; BAS-style labels",
+         "the LIDC-IDRI download (any folder layout)", "labels named <SeriesInstanceUID>.nii.gz"),
+        ("exact09", "EXACT'09 DICOM folders CASE01..CASE40", "folder holding CASE01 ... CASE40",
+         "labels CASExx.mhd / CASExx.nii.gz"),
+    ):
+        p = source(name, short)
+        p.add_argument("--images", required=True, metavar="ROOT", help=images_help)
+        p.add_argument("--labels", metavar="DIR", help=f"{labels_help}; unlabelled scans go to imagesTs")
+        if name == "lidc":
+            p.add_argument("--max-slice-thickness", type=float, metavar="MM",
+                           help="only series with slices at most this thick (the paper: 0.625)")
 
     p = source("bas", "the paper's 90 labelled scans (70 LIDC-IDRI + 20 EXACT'09) with the BAS labels")
     p.add_argument("--lidc", required=True, metavar="ROOT", help="the LIDC-IDRI download")

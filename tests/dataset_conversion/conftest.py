@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -103,32 +104,40 @@ def write_case_files(images: Path, labels: Path | None, case: str, shape_zyx=(10
     return image, label
 
 
+def _non_image_object(sop_class: str, modality: str, patient_id: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Modality, ds.PatientID, ds.SeriesInstanceUID = modality, patient_id, generate_uid()
+    return ds
+
+
 def write_non_ct_objects(folder: Path, patient_id: str = "PAT1") -> None:
     """A CR radiograph, a structured report and a 2-slice scout: things a CT series reader must ignore."""
-    cr = Dataset()
-    cr.file_meta = FileMetaDataset()
-    cr.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    cr.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    cr.SOPInstanceUID = cr.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    cr.file_meta.MediaStorageSOPClassUID = cr.SOPClassUID
-    cr.Modality, cr.PatientID, cr.SeriesInstanceUID = "CR", patient_id, generate_uid()
+    cr = _non_image_object("1.2.840.10008.5.1.4.1.1.1", "CR", patient_id)
     cr.Rows = cr.Columns = 8
     cr.SamplesPerPixel, cr.PhotometricInterpretation = 1, "MONOCHROME2"
     cr.BitsAllocated = cr.BitsStored = 16
     cr.HighBit, cr.PixelRepresentation = 15, 0
     cr.PixelData = np.zeros((8, 8), np.uint16).tobytes()
     cr.save_as(folder / "radiograph", enforce_file_format=True)
-    sr = Dataset()
-    sr.file_meta = FileMetaDataset()
-    sr.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    sr.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
-    sr.SOPInstanceUID = sr.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID
-    sr.Modality, sr.PatientID, sr.SeriesInstanceUID = "SR", patient_id, generate_uid()
-    sr.save_as(folder / "report", enforce_file_format=True)
+    _non_image_object("1.2.840.10008.5.1.4.1.1.88.11", "SR", patient_id).save_as(folder / "report",
+                                                                                 enforce_file_format=True)
     write_series(folder, ct_volume((2, 16, 16)), orientation=(1, 0, 0, 0, 0, -1), patient_id=patient_id,
                  image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), name=lambda k: f"scout{k}")
     (folder / "notes.txt").write_text("not DICOM\n")
+
+
+def write_cip_case(images: Path, labels: Path, case: str = "cip", label_suffix: str = ".nii.gz") -> None:
+    """The real cip_ct64 DICOM series as ``images/<case>/`` and its airway, ``(lm >> 8) == 2``, as a label file."""
+    shutil.copytree(DATA / "ct64_dicom", images / case)
+    label_map = sitk.ReadImage(str(DATA / "lm-64.nrrd"))
+    airway = sitk.GetImageFromArray(((sitk.GetArrayFromImage(label_map) >> 8) == 2).astype(np.uint8))
+    airway.CopyInformation(label_map)
+    labels.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(airway, str(labels / f"{case}{label_suffix}"))
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, sitk.Image]:
@@ -151,4 +160,5 @@ def make() -> SimpleNamespace:
     """The writers above, for test modules (importlib import mode cannot import this conftest by name)."""
     return SimpleNamespace(ct_volume=ct_volume, airway_label=airway_label, write_series=write_series,
                            write_case_files=write_case_files, write_non_ct_objects=write_non_ct_objects,
+                           write_cip_case=write_cip_case,
                            read_nifti=read_nifti, cip_data=DATA)

@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
-import SimpleITK as sitk
 from nnunet_airway.dataset_conversion import convert_folder
 
 
 def test_converted_dataset_passes_nnunet_verify_dataset_integrity(tmp_path: Path, make, nnunet_dirs) -> None:
     images, labels = tmp_path / "images", tmp_path / "labels"
-    shutil.copytree(make.cip_data / "ct64_dicom", images / "cip")
-    label_map = sitk.ReadImage(str(make.cip_data / "lm-64.nrrd"))
-    airway = sitk.GetImageFromArray(((sitk.GetArrayFromImage(label_map) >> 8) == 2).astype(np.uint8))
-    airway.CopyInformation(label_map)
-    labels.mkdir()
-    sitk.WriteImage(airway, str(labels / "cip.nii.gz"))
+    make.write_cip_case(images, labels)
     make.write_case_files(images, labels, "tiny", shape_zyx=(16, 24, 24))
     result = convert_folder(images, labels, 902, "Verify", progress=False, strict=True)
     assert sorted(result.converted) == ["cip", "tiny"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -61,12 +60,7 @@ def test_layout_and_dataset_json(tmp_path: Path, make) -> None:
 
 def test_real_dicom_with_cip_airway_label_converts(tmp_path: Path, make) -> None:
     images, labels = tmp_path / "images", tmp_path / "labels"
-    shutil.copytree(make.cip_data / "ct64_dicom", images / "cip")
-    label_map = sitk.ReadImage(str(make.cip_data / "lm-64.nrrd"))
-    airway = sitk.GetImageFromArray(((sitk.GetArrayFromImage(label_map) >> 8) == 2).astype(np.uint8))
-    airway.CopyInformation(label_map)
-    labels.mkdir()
-    sitk.WriteImage(airway, str(labels / "cip.nrrd"))
+    make.write_cip_case(images, labels, label_suffix=".nrrd")
     result = convert_folder(images, labels, 64, "CIP", out_root=tmp_path / "raw", progress=False)
     assert result.converted == ["cip"]
     ct, ct_image = make.read_nifti(result.dataset_dir / "imagesTr" / "cip_0000.nii.gz")
