@@ -241,7 +241,8 @@ def write_raw_dataset(
     specs = list(cases)
     _check_case_ids(specs)
     if not specs:
-        raise DataError(f"no cases found for source {source} ({inputs}); check the input folders")
+        where = ", ".join(str(v) for v in (inputs or {}).values() if isinstance(v, str)) or "the inputs"
+        raise DataError(f"{where}: no {source} cases found; check the input folders and their layout (see --help)")
     previous = _claim_folder(root, folder_name, source)
     dataset_dir = root / folder_name
     dataset_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +264,12 @@ def write_raw_dataset(
     jobs = []
     for spec in specs:
         old = previous.get("cases", {}).get(spec.case_id)
-        if spec.skip_reason:
+        if spec.skip_reason and old and old.get("status") == "converted" and not overwrite:
+            # converted by an earlier run (e.g. with --include-withdrawn): keep it, say so; --overwrite removes it
+            result.skipped[spec.case_id] = f"{spec.skip_reason} (files of an earlier conversion kept; --overwrite " \
+                                           "removes them)"
+        elif spec.skip_reason:
+            _remove_other_split_files(dataset_dir, spec.case_id, keep=())
             result.skipped[spec.case_id] = spec.skip_reason
             report["cases"][spec.case_id] = {"case": spec.case_id, "status": "skipped", "reason": spec.skip_reason,
                                              "signature": spec.signature(), "series_instance_uid": spec.series_uid}

@@ -141,6 +141,14 @@ def test_atm22_renames_labels_skips_the_withdrawn_case_and_keeps_unlabelled_for_
                  "--include-withdrawn"]) == 0
     assert (dataset / "labelsTr" / "ATM_164.nii.gz").is_file()
     assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 3
+    # without the flag again: the earlier conversion stays until --overwrite removes it
+    args = ["convert", "atm22", "--root", str(root), "-d", "106", "--out-root", str(raw), "--no-progress"]
+    assert main(args) == 0
+    assert _statuses(_report(raw, "Dataset106_ATM22"))["ATM_164"] == "converted"
+    assert main(args + ["--overwrite"]) == 0
+    assert _statuses(_report(raw, "Dataset106_ATM22"))["ATM_164"] == "skipped"
+    assert not (dataset / "labelsTr" / "ATM_164.nii.gz").exists()
+    assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 2
 
 
 def test_aiib23_pairs_images_with_labels_of_the_same_name(tmp_path: Path, make) -> None:
