@@ -11,6 +11,8 @@ def convert_folder(images_dir, labels_dir, dataset_id: int, name: str = "Airway"
     ``<out_root or $nnUNet_raw>/DatasetXXX_NAME``; ``options`` are those of ``write_raw_dataset``."""
     found = folder_cases(images_dir, labels_dir)
     inputs = {"images": str(images_dir), "labels": str(labels_dir)}
+    if found.unmatched:
+        inputs["not_used"] = found.unmatched
     return write_raw_dataset(found.cases, dataset_id, name, source="folder", inputs=inputs, **options)
 
 

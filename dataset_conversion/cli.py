@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.dataset_dir}: {len(result.converted)} converted, {len(result.already_converted)} already "
           f"converted (skipped; --overwrite redoes them), {len(result.skipped)} skipped, {len(result.rejected)} "
           f"rejected; details in {result.report_path}")
+    for line in result.report.get("inputs", {}).get("not_used", []):
+        print(f"  not used: {line}", file=sys.stderr)
     for case, reason in result.skipped.items():
         print(f"  skipped {case}: {reason}")
     for case, reason in result.rejected.items():

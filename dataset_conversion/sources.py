@@ -78,6 +78,8 @@ def folder_cases(images_dir: str | os.PathLike, labels_dir: str | os.PathLike | 
     labels = _label_index(labels_dir)
     found = Found([CaseSpec(case, (path,), labels.get(case)) for case, path in found_images.items()])
     found.unmatched = [f"{p}: label without an image" for c, p in labels.items() if c not in found_images]
+    found.unmatched += [f"{p}: a folder; labels must be NIfTI, NRRD or MHA/MHD files, so {p.name} has no label"
+                        for p in sorted(Path(labels_dir).iterdir()) if p.is_dir()] if labels_dir else []
     return found
 
 

@@ -241,3 +241,15 @@ def test_every_source_has_help(source: str) -> None:
     result = subprocess.run(["nnunet-airway", "convert", source, "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "-d ID" in result.stdout and "--overwrite" in result.stdout and "-np N" in result.stdout
+
+
+def test_inputs_that_cannot_be_used_are_listed_in_the_report(tmp_path: Path, make) -> None:
+    images, labels = _inputs(tmp_path, make, 1)
+    make.write_case_files(tmp_path / "elsewhere", labels, "orphan")
+    make.write_series(labels / "case1", make.ct_volume())
+    make.write_series(images / "case1", make.ct_volume())
+    result = convert_folder(images, labels, 41, "Unused", out_root=tmp_path / "raw", progress=False)
+    not_used = json.loads(result.report_path.read_text())["inputs"]["not_used"]
+    assert any("orphan.nii.gz: label without an image" in line for line in not_used)
+    assert any("case1: a folder; labels must be NIfTI, NRRD or MHA/MHD files" in line for line in not_used)
+    assert result.report["cases"]["case1"]["split"] == "test"
