@@ -243,7 +243,9 @@ def find_ct_series(root: str | os.PathLike, min_slices: int = 10, max_slice_thic
     if not all_series:
         raise DataError(f"{root}: no DICOM files found; point to a folder holding the slices of one CT series")
     if series_uid is not None:
-        all_series = [s for s in all_series if s.series_uid == series_uid] or all_series
+        all_series = [s for s in all_series if s.series_uid == series_uid]
+        if not all_series:
+            raise DataError(f"{root}: no DICOM series with SeriesInstanceUID {series_uid}; check the folder")
     eligible, set_aside = [], []
     for s in all_series:
         reason = why_not_ct_volume(s, min_slices, max_slice_thickness)
