@@ -4,8 +4,9 @@ A step is forward + DiceFocal loss (+ alpha * attention distillation when on) + 
 training. Every (variant, setting) runs in its own subprocess so that peak memory is measured afresh, and
 the plain network (recalibration=None, distillation=False) is measured in the same run as the baseline.
 
-- CPU (always): float32, batch 2, a small patch. Step time: the fastest of ``--steps`` steps after warm-up
-  (the fastest is the least disturbed by other processes on a shared machine). Memory: (a) the bytes that
+- CPU (always): float32, batch 2, a small patch, one thread. Step time: the CPU time of the thread (not the
+  wall clock, which other processes on a shared machine disturb), the smallest of ``--steps`` steps after
+  warm-up. Memory: (a) the bytes that
   autograd keeps for backward (each storage counted once) -- deterministic and the main part of the peak;
   (b) the growth of the process's maximum resident set size over the training steps (ru_maxrss, from just
   before the first step; glibc told to unmap blocks of 1 MiB or more when freed), which is the peak of a
@@ -75,6 +76,8 @@ def worker(args: argparse.Namespace) -> dict:
 
     torch.manual_seed(0)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
     patch = tuple(args.patch)
     net = FRADUNet(1, 2, patch, args.widths, (1, 2, 2, 2, 2), **VARIANTS[args.variant]).to(device)
     loss_fn = DiceFocalLoss()
@@ -107,14 +110,15 @@ def worker(args: argparse.Namespace) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = []
+    clock = time.perf_counter if cuda else time.thread_time
     for _ in range(args.steps):
         if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         step()
         if cuda:
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     result["step_s"] = min(times) if not cuda else sorted(times)[len(times) // 2]
     if cuda:
         result["peak_bytes"] = torch.cuda.max_memory_allocated()
@@ -130,7 +134,7 @@ def run_variant(variant: str, device: str, patch, widths, batch: int, steps: int
                "--widths", *map(str, widths)] + (["--compile"] if compile_ else [])
     # glibc then returns every block of 1 MiB or more to the system when freed, so that the maximum resident
     # set size follows the live tensors instead of the allocator's cache
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", OMP_NUM_THREADS="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{variant} on {device} failed:\n{done.stderr[-3000:]}")
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None)
-    parser.add_argument("--patch", nargs=3, type=int, default=[16, 64, 64], help="CPU patch (D H W)")
+    parser.add_argument("--patch", nargs=3, type=int, default=[16, 32, 64], help="CPU patch (D H W)")
     parser.add_argument("--widths", nargs=5, type=int, default=list(WIDTHS))
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if "plain" not in needed:
             needed.insert(0, "plain")
     if args.device in ("auto", "cpu"):
-        print(f"CPU: {_cpu_name()}, {torch.get_num_threads()} threads, float32, batch {args.batch}, "
+        print(f"CPU: {_cpu_name()}, 1 thread, float32, batch {args.batch}, "
               f"widths {args.widths}, patch {args.patch}")
         results = {v: run_variant(v, "cpu", args.patch, args.widths, args.batch, args.steps, args.warmup, False)
                    for v in cpu_variants}
