@@ -8,9 +8,8 @@ the plain network (recalibration=None, distillation=False) is measured in the sa
   wall clock, which other processes on a shared machine disturb), the smallest of ``--steps`` steps after
   warm-up. Memory: (a) the bytes that
   autograd keeps for backward (each storage counted once) -- deterministic and the main part of the peak;
-  (b) the growth of the process's maximum resident set size over the training steps (ru_maxrss, from just
-  before the first step; glibc told to unmap blocks of 1 MiB or more when freed), which is the peak of a
-  whole step.
+  (b) the growth of the maximum resident set size (ru_maxrss) over the first training step, in a separate
+  process with glibc told to unmap blocks of 1 MiB or more when freed: the peak of a whole step.
 - CUDA (when present): fp16 autocast with a GradScaler, batch 2, widths 32-64-128-256-320, patches
   64x224x304 and 128^3, eager and torch.compile'd (nnU-Net compiles the network, not the loss). Memory:
   ``torch.cuda.max_memory_allocated`` over the measured steps (parameters and optimizer state included).
@@ -101,9 +100,12 @@ def worker(args: argparse.Namespace) -> dict:
             optimizer.step()
 
     result: dict = {}
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    if not cuda:
+    if args.measure == "memory":
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         result["saved_bytes"] = _saved_bytes_of_one_forward(net, loss_fn, x, target)
+        step()
+        result["rss_growth_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+        return result
     for _ in range(args.warmup):
         step()
     if cuda:
@@ -122,22 +124,28 @@ def worker(args: argparse.Namespace) -> dict:
     result["step_s"] = min(times) if not cuda else sorted(times)[len(times) // 2]
     if cuda:
         result["peak_bytes"] = torch.cuda.max_memory_allocated()
-    else:
-        result["rss_growth_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
     return result
 
 
 def run_variant(variant: str, device: str, patch, widths, batch: int, steps: int, warmup: int,
                 compile_: bool) -> dict:
+    """Runs the worker in fresh subprocesses: on CPU one for the time and one for the memory."""
     command = [sys.executable, __file__, "--worker", "--variant", variant, "--device", device, "--batch", str(batch),
                "--steps", str(steps), "--warmup", str(warmup), "--patch", *map(str, patch),
                "--widths", *map(str, widths)] + (["--compile"] if compile_ else [])
-    # glibc then returns every block of 1 MiB or more to the system when freed, so that the maximum resident
-    # set size follows the live tensors instead of the allocator's cache
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = _run(command, env, variant)
+    if device == "cpu":
+        # glibc then returns every block of 1 MiB or more to the system when it is freed, so that the maximum
+        # resident set size follows the live tensors instead of the allocator's cache
+        result.update(_run([*command, "--measure", "memory"], dict(env, MALLOC_MMAP_THRESHOLD_="1048576"), variant))
+    return result
+
+
+def _run(command: list[str], env: dict, variant: str) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"{variant} on {device} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{variant} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -167,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="plain", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))

@@ -54,21 +54,29 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _depth_slabs(shape: torch.Size) -> list[tuple[int, int]]:
-    """Depth ranges of one sample whose voxel count stays below CHUNK_VOXELS (at least one plane each)."""
-    depth, plane = shape[2], shape[3] * shape[4]
+Block = tuple[slice, slice]  # (samples, depth range)
+
+
+def _blocks(shape: torch.Size) -> list[Block]:
+    """Split (N, C, D, H, W) into blocks of at most CHUNK_VOXELS voxels (at least one depth plane each):
+    several whole samples per block when a sample is small, else depth slabs of one sample."""
+    n, depth, plane = shape[0], shape[2], shape[3] * shape[4]
+    whole = slice(0, depth)
+    if depth * plane <= CHUNK_VOXELS:
+        per = max(1, CHUNK_VOXELS // max(depth * plane, 1))
+        return [(slice(s, min(s + per, n)), whole) for s in range(0, n, per)]
     step = max(1, CHUNK_VOXELS // max(plane, 1))
-    return [(start, min(start + step, depth)) for start in range(0, depth, step)]
+    return [(slice(s, s + 1), slice(z, min(z + step, depth))) for s in range(n) for z in range(0, depth, step)]
 
 
-def _slab_projections(a: Tensor, d: Tensor, h: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Weighted sums of a block A (C, d, H, W) over one axis: over W (C, d, H), over H (C, d, W) and over depth
-    with weights ``d`` (C, H, W), in A's dtype (weighted averages cannot overflow it)."""
-    channels, depth, height, width = a.shape
+def _block_projections(a: Tensor, d: Tensor, h: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Weighted sums of a block A (n, C, d, H, W) over one axis: over W (n, C, d, H), over H (n, C, d, W) and
+    over depth with weights ``d`` (n, C, H, W), in A's dtype (weighted averages cannot overflow it)."""
+    n, channels, depth, height, width = a.shape
     over_w = torch.matmul(a, w.to(a.dtype))
-    over_h = torch.matmul(h.to(a.dtype).view(1, height), a.reshape(-1, height, width)).view(channels, depth, width)
-    over_d = torch.matmul(d.to(a.dtype).view(1, depth), a.reshape(channels, depth, height * width))
-    return over_w, over_h, over_d.view(channels, height, width)
+    over_h = torch.matmul(h.to(a.dtype).view(1, height), a.reshape(-1, height, width))
+    over_d = torch.matmul(d.to(a.dtype).view(1, depth), a.reshape(n * channels, depth, height * width))
+    return over_w, over_h.view(n, channels, depth, width), over_d.view(n, channels, height, width)
 
 
 def _activate_into(source: Tensor, negative_slope: float | None, target: Tensor) -> Tensor:
@@ -81,45 +89,43 @@ def _activate_into(source: Tensor, negative_slope: float | None, target: Tensor)
 
 
 class _Scratch:
-    """Reusable flat buffers for the full-size temporaries of one slab (hidden: C/r rows, gate: C rows)."""
+    """A reusable flat buffer for (samples, rows, voxels) temporaries of the largest block."""
 
-    def __init__(self, like: Tensor, rows: int, dtype: torch.dtype) -> None:
-        voxels = _slab_voxels(like.shape)
-        self.buffer = like.new_empty(rows * voxels, dtype=dtype)
+    def __init__(self, like: Tensor, blocks: list[Block], rows: int, dtype: torch.dtype) -> None:
+        plane = like.shape[3] * like.shape[4]
+        largest = max((b.stop - b.start) * (z.stop - z.start) * plane for b, z in blocks)
+        self.buffer = like.new_empty(rows * largest, dtype=dtype)
 
-    def take(self, rows: int, voxels: int) -> Tensor:
-        return self.buffer[: rows * voxels].view(rows, voxels)
-
-
-def _slab_voxels(shape: torch.Size) -> int:
-    start, stop = _depth_slabs(shape)[0]
-    return (stop - start) * shape[3] * shape[4]
+    def take(self, samples: int, rows: int, voxels: int) -> Tensor:
+        return self.buffer[: samples * rows * voxels].view(samples, rows, voxels)
 
 
 class _Gate:
-    """Recomputes hidden = relu(K1 Z + b1) and gate = sigmoid(K2 hidden + b2) on slabs from the small K1 terms
-    a_d (N, C/r, D) (which carries b1), a_h (N, C/r, H), a_w (N, C/r, W), into reused scratch buffers."""
+    """Recomputes hidden = relu(K1 Z + b1) and gate = sigmoid(K2 hidden + b2) block by block from the small K1
+    terms a_d (N, C/r, D) (which carries b1), a_h (N, C/r, H), a_w (N, C/r, W), into reused buffers."""
 
-    def __init__(self, like: Tensor, a_d: Tensor, a_h: Tensor, a_w: Tensor, k2: Tensor, b2: Tensor) -> None:
+    def __init__(self, like: Tensor, blocks: list[Block], a_d: Tensor, a_h: Tensor, a_w: Tensor, k2: Tensor,
+                 b2: Tensor) -> None:
         self.a_d, self.a_h, self.a_w, self.k2, self.b2 = a_d, a_h, a_w, k2, b2
-        self.hidden_scratch = _Scratch(like, a_d.shape[1], a_d.dtype)
-        self.gate_scratch = _Scratch(like, k2.shape[0], a_d.dtype)
+        self.hidden_scratch = _Scratch(like, blocks, a_d.shape[1], a_d.dtype)
+        self.gate_scratch = _Scratch(like, blocks, k2.shape[0], a_d.dtype)
 
-    def hidden(self, sample: int, start: int, stop: int) -> Tensor:
-        """(C/r, voxels of the slab)."""
-        c_r, height, width = self.a_d.shape[1], self.a_h.shape[2], self.a_w.shape[2]
-        flat = self.hidden_scratch.take(c_r, (stop - start) * height * width)
-        block = flat.view(c_r, stop - start, height, width)
+    def hidden(self, samples: slice, depths: slice) -> Tensor:
+        """(n, C/r, voxels of the block)."""
+        a_d = self.a_d[samples, :, depths, None, None]
+        n, c_r, depth = a_d.shape[:3]
+        height, width = self.a_h.shape[2], self.a_w.shape[2]
+        flat = self.hidden_scratch.take(n, c_r, depth * height * width)
+        block = flat.view(n, c_r, depth, height, width)
         shape = block.shape
-        a_d = self.a_d[sample, :, start:stop, None, None].expand(shape)
-        torch.add(a_d, self.a_h[sample, :, None, :, None].expand(shape), out=block)
-        block.add_(self.a_w[sample, :, None, None, :]).relu_()
+        torch.add(a_d.expand(shape), self.a_h[samples, :, None, :, None].expand(shape), out=block)
+        block.add_(self.a_w[samples, :, None, None, :]).relu_()
         return flat
 
     def gate(self, hidden: Tensor) -> Tensor:
-        """(C, voxels of the slab)."""
-        flat = self.gate_scratch.take(self.k2.shape[0], hidden.shape[1])
-        return torch.addmm(self.b2[:, None], self.k2, hidden, out=flat).sigmoid_()
+        """(n, C, voxels of the block)."""
+        flat = self.gate_scratch.take(hidden.shape[0], self.k2.shape[0], hidden.shape[2])
+        return torch.matmul(self.k2, hidden, out=flat).add_(self.b2[:, None]).sigmoid_()
 
 
 class _SpatialRecalibrationFunction(torch.autograd.Function):
@@ -130,26 +136,29 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
     Backward needs neither y nor act(y): d out / d gate = act(y) is rebuilt as out / gate, i.e. d out / d(K2 h)
     = out * (1 - gate); the activation's derivative comes from the sign of out (the gate is positive); the
     axis-weight gradients come from the three small projections. Full-size temporaries exist only for one
-    depth slab (at most CHUNK_VOXELS voxels) at a time, in reused buffers.
+    block (at most CHUNK_VOXELS voxels) at a time, in reused buffers.
     """
 
     @staticmethod
     def forward(ctx, y, d, h, w, k1, b1, k2, b2, negative_slope):  # type: ignore[override]
         n, c, depth, height, width = y.shape
         dt = _compute_dtype(y.dtype)
-        slabs = _depth_slabs(y.shape)
+        blocks = _blocks(y.shape)
         out = torch.empty_like(y, memory_format=torch.contiguous_format)
         # pass 1: A = act(y), written into `out` as scratch, and its projections P_w, P_h, P_d
-        p_w = y.new_empty((n, c, depth, height), dtype=dt)
-        p_h = y.new_empty((n, c, depth, width), dtype=dt)
-        p_d = y.new_zeros((n, c, height, width), dtype=dt)
-        for sample in range(n):
-            for start, stop in slabs:
-                a = _activate_into(y[sample, :, start:stop], negative_slope, out[sample, :, start:stop])
-                over_w, over_h, over_d = _slab_projections(a, d[start:stop], h, w)
-                p_w[sample, :, start:stop] = over_w
-                p_h[sample, :, start:stop] = over_h
-                p_d[sample] += over_d
+        if len(blocks) == 1:
+            a = _activate_into(y, negative_slope, out)
+            p_w, p_h, p_d = (p.to(dt) for p in _block_projections(a, d, h, w))
+        else:
+            p_w = y.new_empty((n, c, depth, height), dtype=dt)
+            p_h = y.new_empty((n, c, depth, width), dtype=dt)
+            p_d = y.new_zeros((n, c, height, width), dtype=dt)
+            for samples, depths in blocks:
+                a = _activate_into(y[samples, :, depths], negative_slope, out[samples, :, depths])
+                over_w, over_h, over_d = _block_projections(a, d[depths], h, w)
+                p_w[samples, :, depths] = over_w
+                p_h[samples, :, depths] = over_h
+                p_d[samples] += over_d
         d_, h_, w_, k1_, b1_, k2_, b2_ = (t.to(dt) for t in (d, h, w, k1, b1, k2, b2))
         z_d = torch.matmul(p_w, h_)  # (N, C, D)
         z_h = torch.matmul(d_, p_w)  # (N, C, H)
@@ -158,13 +167,12 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
         a_h = torch.matmul(k1_, z_h)
         a_w = torch.matmul(k1_, z_w)
         # pass 2: out = A * gate
-        gates = _Gate(y, a_d, a_h, a_w, k2_, b2_)
-        for sample in range(n):
-            for start, stop in slabs:
-                target = out[sample, :, start:stop]
-                a = target if negative_slope is not None else y[sample, :, start:stop]
-                gate = gates.gate(gates.hidden(sample, start, stop))
-                torch.mul(a, gate.view(target.shape), out=target)
+        gates = _Gate(y, blocks, a_d, a_h, a_w, k2_, b2_)
+        for samples, depths in blocks:
+            target = out[samples, :, depths]
+            a = target if negative_slope is not None else y[samples, :, depths]
+            gate = gates.gate(gates.hidden(samples, depths))
+            torch.mul(a, gate.view(target.shape), out=target)
         ctx.negative_slope = negative_slope
         ctx.input_dtypes = [t.dtype for t in (y, d, h, w, k1, b1, k2, b2)]
         ctx.save_for_backward(out, p_w, p_h, p_d, z_d, z_h, z_w, a_d, a_h, a_w, d_, h_, w_, k1_, k2_, b2_)
@@ -173,32 +181,29 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         out, p_w, p_h, p_d, z_d, z_h, z_w, a_d, a_h, a_w, d, h, w, k1, k2, b2 = ctx.saved_tensors
-        n, c, depth, height, width = out.shape
-        c_r = k1.shape[0]
-        slabs = _depth_slabs(out.shape)
+        c, c_r = out.shape[1], k1.shape[0]
+        blocks = _blocks(out.shape)
         grad_y = torch.empty_like(out)
         g_k2, g_b2 = torch.zeros_like(k2), torch.zeros_like(b2)
         g_a_d, g_a_h, g_a_w = torch.zeros_like(a_d), torch.zeros_like(a_h), torch.zeros_like(a_w)
-        gates = _Gate(out, a_d, a_h, a_w, k2, b2)
-        g_hidden_scratch = _Scratch(out, c_r, a_d.dtype)
+        gates = _Gate(out, blocks, a_d, a_h, a_w, k2, b2)
+        g_hidden_scratch = _Scratch(out, blocks, c_r, a_d.dtype)
         # pass 1, through the gate; grad_y holds grad_out * gate for now
-        for sample in range(n):
-            for start, stop in slabs:
-                voxels = (stop - start) * height * width
-                hidden = gates.hidden(sample, start, stop)
-                gate = gates.gate(hidden)
-                go = grad_out[sample, :, start:stop].reshape(c, voxels)
-                torch.mul(go, gate, out=grad_y[sample, :, start:stop].view(c, voxels))
-                g_z = gate.sub_(1).mul_(out[sample, :, start:stop].view(c, voxels)).mul_(go).neg_()
-                g_k2.addmm_(g_z, hidden.T)
-                g_b2 += g_z.sum(1)
-                g_hidden = torch.mm(k2.T, g_z, out=g_hidden_scratch.take(c_r, voxels))
-                g_hidden.mul_(hidden.sign_())  # relu'
-                g_hidden = g_hidden.view(c_r, stop - start, height, width)
-                over_w = g_hidden.sum(3)  # (C/r, slab depth, H)
-                g_a_d[sample, :, start:stop] = over_w.sum(2)
-                g_a_h[sample] += over_w.sum(1)
-                g_a_w[sample] += g_hidden.sum((1, 2))
+        for samples, depths in blocks:
+            hidden = gates.hidden(samples, depths)
+            gate = gates.gate(hidden)
+            n, voxels = gate.shape[0], gate.shape[2]
+            go = grad_out[samples, :, depths].reshape(n, c, voxels)
+            torch.mul(go, gate, out=grad_y[samples, :, depths].view(n, c, voxels))
+            g_z = gate.sub_(1).mul_(out[samples, :, depths].view(n, c, voxels)).mul_(go).neg_()
+            g_k2 += torch.matmul(g_z, hidden.transpose(1, 2)).sum(0)
+            g_b2 += g_z.sum((0, 2))
+            g_hidden = torch.matmul(k2.T, g_z, out=g_hidden_scratch.take(n, c_r, voxels))
+            g_hidden = g_hidden.mul_(hidden.sign_()).view(n, c_r, -1, *out.shape[3:])  # relu'
+            over_w = g_hidden.sum(4)  # (n, C/r, depth, H)
+            g_a_d[samples, :, depths] = over_w.sum(3)
+            g_a_h[samples] += over_w.sum(2)
+            g_a_w[samples] += g_hidden.sum((2, 3))
         # the small K1 stage
         g_z_d = torch.matmul(k1.T, g_a_d)  # (N, C, D)
         g_z_h = torch.matmul(k1.T, g_a_h)
@@ -213,17 +218,16 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
         plane = g_z_d[..., :, None] * h + g_z_h[..., None, :] * d[:, None]  # (N, C, D, H)
         dh = d[:, None] * h  # (D, H)
         slope = ctx.negative_slope
-        for sample in range(n):
-            for start, stop in slabs:
-                gy = grad_y[sample, :, start:stop]
-                gy.addcmul_(plane[sample, :, start:stop, :, None], w)
-                gy.addcmul_(dh[start:stop, :, None], g_z_w[sample, :, None, None, :])
-                if slope is not None:
-                    positive = out[sample, :, start:stop] > 0
-                    if slope == 0:
-                        gy.mul_(positive)
-                    else:
-                        gy.copy_(torch.where(positive, gy, gy * slope))
+        for samples, depths in blocks:
+            gy = grad_y[samples, :, depths]
+            gy.addcmul_(plane[samples, :, depths, :, None], w)
+            gy.addcmul_(dh[depths, :, None], g_z_w[samples, :, None, None, :])
+            if slope is not None:
+                positive = out[samples, :, depths] > 0
+                if slope == 0:
+                    gy.mul_(positive)
+                else:
+                    gy.copy_(torch.where(positive, gy, gy * slope))
         g_d = torch.einsum("nch,ncdh->d", g_z_h, p_w) + torch.einsum("ncw,ncdw->d", g_z_w, p_h)
         g_h = torch.einsum("ncd,ncdh->h", g_z_d, p_w) + torch.einsum("ncw,nchw->h", g_z_w, p_d)
         g_w = torch.einsum("ncd,ncdw->w", g_z_d, p_h) + torch.einsum("nch,nchw->w", g_z_h, p_d)
