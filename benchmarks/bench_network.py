@@ -1,12 +1,12 @@
 """Step time and peak memory of FRADUNet variants relative to the plain U-Net (issue 3's speed/memory goal).
 
 A step is forward + DiceFocal loss (+ alpha * attention distillation when on) + backward + Adam step, as in
-training. Every (variant, setting) runs in its own subprocess so that peak memory is measured afresh, and
-the plain network (recalibration=None, distillation=False) is measured in the same run as the baseline.
+training. The plain network (recalibration=None, distillation=False) is measured in the same run as the
+baseline; memory is always measured in a fresh subprocess per variant.
 
 - CPU (always): float32, batch 2, a small patch, one thread. Step time: the CPU time of the thread (not the
-  wall clock, which other processes on a shared machine disturb), the smallest of ``--steps`` steps after
-  warm-up. Memory: (a) the bytes that
+  wall clock, which other processes on a shared machine disturb), all variants in one process taking one
+  step each in turn, the smallest of ``--steps`` rounds after warm-up. Memory: (a) the bytes that
   autograd keeps for backward (each storage counted once) -- deterministic and the main part of the peak;
   (b) the growth of the maximum resident set size (ru_maxrss) over the first training step, in a separate
   process with glibc told to unmap blocks of 1 MiB or more when freed: the peak of a whole step.
@@ -67,18 +67,16 @@ def _loss(model, net, loss_fn, x, target):
     return loss_fn(logits, target, features)
 
 
-def worker(args: argparse.Namespace) -> dict:
-    """One variant in one setting; returns the measurements."""
+def make_step(variant: str, args: argparse.Namespace):
+    """(network, loss, input, target, step function) for one variant; step = forward, loss, backward, Adam."""
     import torch
 
     from nnunet_airway import DiceFocalLoss, FRADUNet
 
     torch.manual_seed(0)
     device = torch.device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
     patch = tuple(args.patch)
-    net = FRADUNet(1, 2, patch, args.widths, (1, 2, 2, 2, 2), **VARIANTS[args.variant]).to(device)
+    net = FRADUNet(1, 2, patch, args.widths, (1, 2, 2, 2, 2), **VARIANTS[variant]).to(device)
     loss_fn = DiceFocalLoss()
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
     x = torch.randn(args.batch, 1, *patch, device=device)
@@ -99,53 +97,79 @@ def worker(args: argparse.Namespace) -> dict:
             loss.backward()
             optimizer.step()
 
-    result: dict = {}
+    return net, loss_fn, x, target, step
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """Measurements of the variants in ``args.variants`` (one unless timing on CPU), keyed by variant."""
+    import torch
+
+    if args.device == "cpu":
+        torch.set_num_threads(1)
     if args.measure == "memory":
+        (variant,) = args.variants
+        net, loss_fn, x, target, step = make_step(variant, args)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        result["saved_bytes"] = _saved_bytes_of_one_forward(net, loss_fn, x, target)
+        saved = _saved_bytes_of_one_forward(net, loss_fn, x, target)
         step()
-        result["rss_growth_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
-        return result
+        rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+        return {variant: {"saved_bytes": saved, "rss_growth_bytes": rss_growth}}
+    if args.device == "cpu":
+        # all variants in one process, one step of each in turn: a disturbance from other processes then hits
+        # every variant alike; the thread's CPU time, smallest over the rounds
+        steps = {variant: make_step(variant, args)[-1] for variant in args.variants}
+        times: dict[str, list[float]] = {variant: [] for variant in args.variants}
+        for round_ in range(args.warmup + args.steps):
+            for variant, step in steps.items():
+                start = time.thread_time()
+                step()
+                if round_ >= args.warmup:
+                    times[variant].append(time.thread_time() - start)
+        return {variant: {"step_s": min(values)} for variant, values in times.items()}
+    (variant,) = args.variants
+    step = make_step(variant, args)[-1]
     for _ in range(args.warmup):
         step()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    clock = time.perf_counter if cuda else time.thread_time
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    cuda_times = []
     for _ in range(args.steps):
-        if cuda:
-            torch.cuda.synchronize()
-        start = clock()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
         step()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(clock() - start)
-    result["step_s"] = min(times) if not cuda else sorted(times)[len(times) // 2]
-    if cuda:
-        result["peak_bytes"] = torch.cuda.max_memory_allocated()
-    return result
+        torch.cuda.synchronize()
+        cuda_times.append(time.perf_counter() - start)
+    median = sorted(cuda_times)[len(cuda_times) // 2]
+    return {variant: {"step_s": median, "peak_bytes": torch.cuda.max_memory_allocated()}}
 
 
-def run_variant(variant: str, device: str, patch, widths, batch: int, steps: int, warmup: int,
-                compile_: bool) -> dict:
-    """Runs the worker in fresh subprocesses: on CPU one for the time and one for the memory."""
-    command = [sys.executable, __file__, "--worker", "--variant", variant, "--device", device, "--batch", str(batch),
-               "--steps", str(steps), "--warmup", str(warmup), "--patch", *map(str, patch),
-               "--widths", *map(str, widths)] + (["--compile"] if compile_ else [])
+def measure(variants: list[str], device: str, patch, widths, batch: int, steps: int, warmup: int,
+            compile_: bool) -> dict[str, dict]:
+    """Runs the worker in fresh subprocesses. CPU: one timing all variants in turn, one per variant for
+    memory. CUDA: one per variant (time and memory)."""
+    base = [sys.executable, __file__, "--worker", "--device", device, "--batch", str(batch), "--steps", str(steps),
+            "--warmup", str(warmup), "--patch", *map(str, patch), "--widths", *map(str, widths)]
+    base += ["--compile"] if compile_ else []
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = _run(command, env, variant)
+    results: dict[str, dict] = {variant: {} for variant in variants}
     if device == "cpu":
+        for variant, values in _run([*base, "--variants", *variants], env).items():
+            results[variant].update(values)
         # glibc then returns every block of 1 MiB or more to the system when it is freed, so that the maximum
         # resident set size follows the live tensors instead of the allocator's cache
-        result.update(_run([*command, "--measure", "memory"], dict(env, MALLOC_MMAP_THRESHOLD_="1048576"), variant))
-    return result
+        memory_env = dict(env, MALLOC_MMAP_THRESHOLD_="1048576")
+        for variant in variants:
+            results[variant].update(_run([*base, "--measure", "memory", "--variants", variant], memory_env)[variant])
+    else:
+        for variant in variants:
+            results[variant].update(_run([*base, "--variants", variant], env)[variant])
+    return results
 
 
-def _run(command: list[str], env: dict, variant: str) -> dict:
+def _run(command: list[str], env: dict) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"{variant} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(command[2:])} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -174,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--variant", default="plain", help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -191,15 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.device in ("auto", "cpu"):
         print(f"CPU: {_cpu_name()}, 1 thread, float32, batch {args.batch}, "
               f"widths {args.widths}, patch {args.patch}")
-        results = {v: run_variant(v, "cpu", args.patch, args.widths, args.batch, args.steps, args.warmup, False)
-                   for v in cpu_variants}
+        results = measure(cpu_variants, "cpu", args.patch, args.widths, args.batch, args.steps, args.warmup, False)
         print_table("CPU (eager)", results, ["saved_bytes", "rss_growth_bytes"])
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
         print(f"\nGPU: {torch.cuda.get_device_name()}, fp16 autocast, batch {args.batch}, widths {args.widths}")
         for patch in CUDA_PATCHES:
             for compile_ in (False, True):
-                results = {v: run_variant(v, "cuda", patch, args.widths, args.batch, max(args.steps, 10),
-                                          max(args.warmup, 3), compile_) for v in cuda_variants}
+                results = measure(cuda_variants, "cuda", patch, args.widths, args.batch, max(args.steps, 10),
+                                  max(args.warmup, 3), compile_)
                 mode = "compiled" if compile_ else "eager"
                 print_table(f"CUDA patch {'x'.join(map(str, patch))} ({mode})", results, ["peak_bytes"])
     elif args.device == "auto":

@@ -188,6 +188,7 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
         g_a_d, g_a_h, g_a_w = torch.zeros_like(a_d), torch.zeros_like(a_h), torch.zeros_like(a_w)
         gates = _Gate(out, blocks, a_d, a_h, a_w, k2, b2)
         g_hidden_scratch = _Scratch(out, blocks, c_r, a_d.dtype)
+        minus_k2_t = -k2.T
         # pass 1, through the gate; grad_y holds grad_out * gate for now
         for samples, depths in blocks:
             hidden = gates.hidden(samples, depths)
@@ -195,10 +196,11 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
             n, voxels = gate.shape[0], gate.shape[2]
             go = grad_out[samples, :, depths].reshape(n, c, voxels)
             torch.mul(go, gate, out=grad_y[samples, :, depths].view(n, c, voxels))
-            g_z = gate.sub_(1).mul_(out[samples, :, depths].view(n, c, voxels)).mul_(go).neg_()
-            g_k2 += torch.matmul(g_z, hidden.transpose(1, 2)).sum(0)
-            g_b2 += g_z.sum((0, 2))
-            g_hidden = torch.matmul(k2.T, g_z, out=g_hidden_scratch.take(n, c_r, voxels))
+            # minus the gradient at K2's output, -(1 - gate) * out * grad_out; the sign goes into the small terms
+            neg_g_z = gate.sub_(1).mul_(out[samples, :, depths].view(n, c, voxels)).mul_(go)
+            g_k2 -= torch.matmul(neg_g_z, hidden.transpose(1, 2)).sum(0)
+            g_b2 -= neg_g_z.sum((0, 2))
+            g_hidden = torch.matmul(minus_k2_t, neg_g_z, out=g_hidden_scratch.take(n, c_r, voxels))
             g_hidden = g_hidden.mul_(hidden.sign_()).view(n, c_r, -1, *out.shape[3:])  # relu'
             over_w = g_hidden.sum(4)  # (n, C/r, depth, H)
             g_a_d[samples, :, depths] = over_w.sum(3)
