@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,7 +34,10 @@ class TreeParameters:
     min_length_per_radius: float = 3.5  # shortest branch tried when the full length does not fit
     max_length_per_radius: float = 14.0
     territory_points: int = 4096  # lung points shared out between branches to spread the tree
-    plane_rotations: tuple[float, ...] = (60.0, 75.0, 90.0, 105.0, 120.0)
+    reach_share: tuple[float, float] = (0.4, 0.5)  # share of the way to its territory's centroid a child goes
+    thin_clearance_share: float = 0.3  # clearance for children thinner than half a clearance, relative to it
+    plane_rotations: tuple[float, ...] = (60.0, 75.0, 90.0, 105.0, 120.0)  # +- 7 degrees of jitter
+    fallback_plane_rotations: tuple[float, ...] = (40.0, 50.0, 130.0, 140.0)  # +- 5; when nothing else fits
     wall_per_radius: float = 0.22  # wall thickness = wall_per_radius * r + wall_offset * chest scale
     wall_offset: float = 0.35
 
@@ -192,14 +196,39 @@ class _Grower:
 
         ``territory`` (M, 3): the lung points this branch supplies. Each candidate branching plane cuts it
         in two; each child heads for the centroid of its half (its angle clamped to the allowed range)
-        and reaches 40-50% of the way there, the child with the larger half being the wider one.
+        and reaches part of the way there, the child with the larger half being the wider one. The
+        fallback plane rotations (still turning the plane) and shorter children are tried only when
+        nothing else fits.
         """
         p, u = self.params, self.rng.uniform
-        ratios = np.array([u(*p.major_ratio), u(*p.minor_ratio)])
-        default_angles = np.radians([u(*p.major_angle), u(*p.minor_angle)])
-        default_lengths = np.array([u(*p.length_per_radius), u(*p.length_per_radius)])
-        reach_share = u(0.4, 0.5)
-        rotations = np.radians(np.array(p.plane_rotations) + u(-7.0, 7.0, len(p.plane_rotations)))
+        draws = _SplitDraws(
+            ratios=np.array([u(*p.major_ratio), u(*p.minor_ratio)]),
+            angles=np.radians([u(*p.major_angle), u(*p.minor_angle)]),
+            length_per_radius=np.array([u(*p.length_per_radius), u(*p.length_per_radius)]),
+            reach_share=u(*p.reach_share),
+        )
+        rotation_sets = [np.array(p.plane_rotations) + u(-7.0, 7.0, len(p.plane_rotations)),
+                         np.array(p.fallback_plane_rotations) + u(-5.0, 5.0, len(p.fallback_plane_rotations))]
+        for rotations in rotation_sets:
+            c = self._candidates(branch, territory, np.radians(rotations), draws)
+            for shrink in (1.0, 0.8, 0.62):
+                lengths = np.maximum(c.lengths * shrink, p.min_length_per_radius * c.radius)
+                best = self._best_rotation(branch, c.directions, lengths, c.outer, c.preference)
+                if best is not None:
+                    return [
+                        (self.add(branch, branch.end, branch.end + lengths[best, k] * c.directions[best, k],
+                                  c.radius[best, k], c.normals[best],
+                                  branch_angle_deg=_angle_deg(branch.direction, c.directions[best, k]),
+                                  plane_rotation_deg=_plane_angle_deg(branch.plane_normal, c.normals[best])),
+                         territory[c.members[:, best, k]])
+                        for k in range(2)
+                    ]
+        return []
+
+    def _candidates(self, branch: Branch, territory: np.ndarray, rotations: np.ndarray,
+                    draws: _SplitDraws) -> _Candidates:
+        """Children for each plane rotation (K) and each assignment of the wider child to a side."""
+        p = self.params
         rotations = np.concatenate([rotations, rotations + np.pi])  # which child goes to which side
         d = branch.direction
         normals = _rotate_about(branch.plane_normal, d, rotations)  # (K, 3)
@@ -214,38 +243,25 @@ class _Grower:
         across = np.einsum("kci,kci->kc", centroids, sides)
         has_points = counts > 0
         lo, hi = np.radians(p.major_angle[0]), np.radians(p.minor_angle[1])
-        angles = np.where(has_points, np.clip(np.arctan2(across, along), lo, hi), default_angles[None, :])
+        angles = np.where(has_points, np.clip(np.arctan2(across, along), lo, hi), draws.angles[None, :])
         wider = counts[:, 0] >= counts[:, 1]  # (K,) child 0 is the wider one
-        radius = branch.radius * np.where(wider[:, None], ratios[None, :], ratios[None, ::-1])  # (K, 2)
+        radius = branch.radius * np.where(wider[:, None], draws.ratios[None, :], draws.ratios[None, ::-1])
         distance = np.linalg.norm(centroids, axis=2)
-        lengths = np.where(has_points, reach_share * distance, default_lengths[None, :] * radius)
+        lengths = np.where(has_points, draws.reach_share * distance, draws.length_per_radius[None, :] * radius)
         lengths = np.clip(lengths, p.min_length_per_radius * radius, p.max_length_per_radius * radius)
         directions = np.cos(angles)[..., None] * d + np.sin(angles)[..., None] * sides  # (K, 2, 3)
-        outer = radius + np.vectorize(lambda r: wall_thickness(r, self.chest.scale, p))(radius)
-
+        outer = radius + p.wall_per_radius * radius + p.wall_offset * self.chest.scale
         aim = np.where(has_points, np.einsum("kci,kci->kc", directions, centroids) / np.maximum(distance, 1e-9), 0.0)
         share = counts / max(len(territory), 1)
         preference = (share * aim).sum(axis=1) - 0.5 * np.abs(share[:, 0] - share[:, 1])
-        for shrink in (1.0, 0.8, 0.62):
-            child_lengths = np.maximum(lengths * shrink, p.min_length_per_radius * radius)
-            best = self._best_rotation(branch, directions, child_lengths, outer, preference)
-            if best is not None:
-                break
-        else:
-            return []
-        children = []
-        for c in range(2):
-            child = self.add(branch, branch.end, branch.end + child_lengths[best, c] * directions[best, c],
-                             radius[best, c], normals[best], branch_angle_deg=_angle_deg(d, directions[best, c]),
-                             plane_rotation_deg=_plane_angle_deg(branch.plane_normal, normals[best]))
-            children.append((child, territory[members[:, best, c]]))
-        return children
+        return _Candidates(normals, directions, lengths, radius, outer, preference, members)
 
     def _best_rotation(self, branch: Branch, directions: np.ndarray, lengths: np.ndarray, outer: np.ndarray,
                        preference: np.ndarray) -> int | None:
         """Index of the feasible candidate (K) with the best preference and room, or None.
 
         ``directions`` (K, 2, 3), ``lengths`` and ``outer`` radii (K, 2) of the two children per candidate.
+        Room: how deep in the lung each child ends, relative to what its own children will need.
         """
         step = max(float(outer.min()), 0.5 * self.chest.scale) + 0.5 * self.clearance
         samples = int(np.clip(np.ceil(lengths.max() / step) + 1, 3, 16))
@@ -253,18 +269,38 @@ class _Grower:
         t0 = np.minimum(0.5, (branch.outer_radius + outer) / lengths)  # (K, 2)
         t = t0[..., None] + (1.0 - t0[..., None]) * np.linspace(0.0, 1.0, samples)  # (K, 2, S)
         points = branch.end + (lengths[..., None] * t)[..., None] * directions[:, :, None, :]  # (K, 2, S, 3)
-        depth_slack = self.chest.point_lung_depth(points).min(axis=2) - outer  # (K, 2)
-        inside = np.flatnonzero(np.all(depth_slack >= 0.0, axis=1))
+        depth = self.chest.point_lung_depth(points)  # (K, 2, S)
+        inside = np.flatnonzero(np.all(depth.min(axis=2) >= outer, axis=1))
         if inside.size == 0:
             return None
         reach = 20.0 * self.chest.scale + self.clearance
-        gap_slack = self.index.slack(points[inside], outer[inside], branch.id, reach) - self.clearance
+        # sub-resolution children only need to stay apart physically, not by a voxel
+        clearance = np.where(outer[inside] < 0.5 * self.clearance, self.params.thin_clearance_share, 1.0) * self.clearance
+        gap_slack = self.index.slack(points[inside], outer[inside], branch.id, reach) - clearance
         feasible = np.all(gap_slack >= 0.0, axis=1)
         if not feasible.any():
             return None
-        room = np.minimum(np.minimum(depth_slack[inside], gap_slack).min(axis=1), reach) / reach  # 0..1
-        score = preference[inside] + 0.3 * room + self.rng.uniform(0.0, 0.05, room.shape)
+        end_room = np.clip((depth[inside, :, -1] - outer[inside]) / (4.0 * outer[inside]), 0.0, 1.0).min(axis=1)
+        gap_room = np.clip(gap_slack / reach, 0.0, 1.0).min(axis=1)
+        score = preference[inside] + 0.5 * end_room + 0.2 * gap_room + self.rng.uniform(0.0, 0.05, inside.size)
         return int(inside[np.argmax(np.where(feasible, score, -np.inf))])
+
+
+class _SplitDraws(NamedTuple):
+    ratios: np.ndarray  # (2,) wider and narrower child's radius / parent's
+    angles: np.ndarray  # (2,) rad, used where a child's half of the territory is empty
+    length_per_radius: np.ndarray  # (2,) likewise
+    reach_share: float
+
+
+class _Candidates(NamedTuple):
+    normals: np.ndarray  # (K, 3)
+    directions: np.ndarray  # (K, 2, 3)
+    lengths: np.ndarray  # (K, 2)
+    radius: np.ndarray  # (K, 2)
+    outer: np.ndarray  # (K, 2)
+    preference: np.ndarray  # (K,)
+    members: np.ndarray  # (M, K, 2) territory points per child
 
 
 def sample_lung_points(chest: Chest, rng: np.random.Generator, n: int) -> np.ndarray:

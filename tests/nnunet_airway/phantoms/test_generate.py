@@ -160,6 +160,7 @@ def test_sidecar_tree_is_a_consistent_dichotomous_tree(which: str, request: pyte
 @pytest.mark.parametrize("which", ["small_phantom", "medium_phantom"])
 def test_radius_ratios_angles_and_plane_rotations_are_physiological(which: str, request) -> None:
     branches = request.getfixturevalue(which).truth["branches"]
+    rotations = []
     for branch in branches[1:]:
         parent = branches[branch["parent"]]
         ratio = branch["radius_mm"] / parent["radius_mm"]
@@ -170,7 +171,10 @@ def test_radius_ratios_angles_and_plane_rotations_are_physiological(which: str, 
             parent_plane = np.cross(direction(grandparent), direction(parent))
             own_plane = np.cross(direction(parent), direction(branch))
             between = angle_deg(parent_plane, own_plane)
-            assert min(between, 180.0 - between) >= 50.0  # the branching plane turns
+            rotations.append(min(between, 180.0 - between))
+    # the branching plane turns: 60-120 degrees (+-7) as a rule, 40-50 (+-5) where nothing else fits
+    assert min(rotations) >= 34.9
+    assert np.mean(np.array(rotations) >= 52.9) > 0.8
     # the trachea and main bronchi: adult calibre (the grid is derived to cover an adult chest)
     assert 7.5 <= branches[0]["radius_mm"] <= 8.5
     radii_by_generation = {}
