@@ -42,6 +42,44 @@ class TreeParameters:
     wall_offset: float = 0.35
 
 
+@dataclass(frozen=True)
+class LabelRule:
+    """When a branch can be shown in the label of a grid, so that a skeleton reads it as a branch.
+
+    A labelled branch needs a lumen radius >= ``min_radius`` (mm), at least 3 radii of length, and must
+    reach ``min_steps`` voxel steps of a 26-connected centreline beyond the point where its lumen parts
+    from its parent's and its sibling's (tree parsers drop shorter skeleton pieces, and thinning shortens
+    thin arms by a few voxels).
+    """
+
+    spacing_xyz: tuple[float, float, float]
+    min_radius: float
+    min_steps: float = 8.0
+
+    def steps_per_mm(self, directions: np.ndarray) -> np.ndarray:
+        """Voxel steps per mm of a digital line along unit ``directions`` (..., 3)."""
+        return np.max(np.abs(directions) / np.asarray(self.spacing_xyz), axis=-1)
+
+    def min_length(self, radii, directions, parent_radius) -> np.ndarray:
+        """Least lengths (mm) of two sibling branches (radii (..., 2), unit directions (..., 2, 3)) leaving
+        a parent of ``parent_radius`` for both to be labelled."""
+        radii, directions = np.asarray(radii, float), np.asarray(directions, float)
+        cos = np.clip(np.sum(directions[..., 0, :] * directions[..., 1, :], axis=-1), -1.0, 1.0)
+        half_angle = np.arccos(cos) / 2.0
+        # distance from the branching point at which the siblings' lumens lie a voxel apart
+        parting = (radii.sum(axis=-1) + max(self.spacing_xyz)) / (2.0 * np.maximum(np.sin(half_angle), 1e-3))
+        junction = np.maximum(parent_radius, parting)[..., None]
+        return np.maximum(junction + radii + self.min_steps / self.steps_per_mm(directions), 3.0 * radii)
+
+    def admits_trachea(self, trachea: Branch) -> bool:
+        steps = trachea.length * float(self.steps_per_mm(trachea.direction))
+        return trachea.radius >= self.min_radius and steps >= self.min_steps
+
+    def admits_pair(self, pair: list[Branch], parent: Branch) -> bool:
+        lengths = self.min_length([b.radius for b in pair], np.array([b.direction for b in pair]), parent.radius)
+        return all(b.radius >= self.min_radius and b.length >= need - 1e-6 for b, need in zip(pair, lengths, strict=True))
+
+
 @dataclass
 class Branch:
     """One airway segment from ``start`` to ``end`` (mm); its lumen is the capsule of radius ``radius``."""
@@ -141,8 +179,9 @@ def wall_thickness(radius: float, scale: float, params: TreeParameters) -> float
 
 
 class _Grower:
-    def __init__(self, chest: Chest, rng: np.random.Generator, clearance: float, params: TreeParameters) -> None:
-        self.chest, self.rng, self.clearance, self.params = chest, rng, clearance, params
+    def __init__(self, chest: Chest, rng: np.random.Generator, clearance: float, rule: LabelRule,
+                 params: TreeParameters) -> None:
+        self.chest, self.rng, self.clearance, self.rule, self.params = chest, rng, clearance, rule, params
         self.branches: list[Branch] = []
         self.index = _SegmentIndex(2 ** (params.max_generation + 1) + 1)
 
@@ -161,22 +200,36 @@ class _Grower:
         return branch
 
     def main_bronchi(self, trachea: Branch) -> list[Branch]:
-        """Right (-x, steeper, wider) and left main bronchus, in a near-coronal plane through the carina."""
+        """Right (-x, steeper, wider) and left main bronchus, in one plane through the trachea's axis.
+
+        The plane's backward tilt and each bronchus' angle are chosen, within their ranges, to reach
+        deepest into the lungs (their hila), so the lobar bronchi have room to fan out.
+        """
         u = self.rng.uniform
         d = trachea.direction
         lateral = _unit(np.cross(np.cross(d, [-1.0, 0.0, 0.0]), d))  # towards patient right, normal to d
         posterior = np.cross(d, lateral)
-        tilt = np.radians(u(-12.0, 4.0))  # the bronchi run a little backwards
-        lateral = lateral * np.cos(tilt) + posterior * np.sin(tilt)
-        normal = _unit(np.cross(d, lateral))
+        radii = trachea.radius * np.array([u(0.78, 0.80), u(0.70, 0.73)])  # right, left
+        angle_choices = np.radians([np.linspace(25.0, 32.0, 4), np.linspace(38.0, 45.0, 4)])  # (2, A)
+        tilts = np.radians(np.linspace(-20.0, 5.0, 6) + u(-2.0, 2.0))  # (T,) the bronchi run a little backwards
+        steps = np.arange(1.0, 81.0) * self.chest.scale
+        best = (-np.inf, None)
+        for tilt in tilts:
+            in_plane = lateral * np.cos(tilt) + posterior * np.sin(tilt)
+            side = np.array([1.0, -1.0])[:, None, None]
+            dirs = np.cos(angle_choices)[..., None] * d + side * np.sin(angle_choices)[..., None] * in_plane  # (2, A, 3)
+            depth = self.chest.point_lung_depth(trachea.end + steps[:, None, None, None] * dirs)  # (S, 2, A)
+            reach = depth.max(axis=0) + u(0.0, 1.0, depth.shape[1:]) * self.chest.scale  # (2, A)
+            pick = reach.argmax(axis=1)
+            score = reach[[0, 1], pick].min()
+            if score > best[0]:
+                best = (score, (in_plane, dirs[[0, 1], pick]))
+        in_plane, directions = best[1]
+        normal = _unit(np.cross(d, in_plane))
+        shortest = self.rule.min_length(radii, directions, trachea.radius)
         children = []
-        for side, ratio, angle in (
-            (1.0, u(0.78, 0.80), u(25.0, 32.0)),  # right main bronchus
-            (-1.0, u(0.70, 0.73), u(38.0, 45.0)),  # left main bronchus
-        ):
-            radius = trachea.radius * ratio
-            direction = np.cos(np.radians(angle)) * d + side * np.sin(np.radians(angle)) * lateral
-            length = self._hilum_length(trachea.end, direction, radius)
+        for radius, direction, least in zip(radii, directions, shortest, strict=True):
+            length = max(self._hilum_length(trachea.end, direction, radius), float(least))
             children.append(self.add(
                 trachea, trachea.end, trachea.end + length * direction, radius, normal,
                 branch_angle_deg=_angle_deg(d, direction), plane_rotation_deg=None,
@@ -185,10 +238,10 @@ class _Grower:
 
     def _hilum_length(self, start: np.ndarray, direction: np.ndarray, radius: float) -> float:
         """Length that takes a main bronchus from the carina well into its lung (the hilum)."""
-        steps = np.arange(1.0, 121.0) * self.chest.scale
+        steps = np.arange(1.0, 81.0) * self.chest.scale
         depth = self.chest.point_lung_depth(start + steps[:, None] * direction)
-        inside = np.flatnonzero(depth >= 1.5 * radius)
-        reach = steps[inside[0]] if inside.size else steps[-1]
+        inside = np.flatnonzero(depth >= 3.0 * radius)  # room for both children to fan out
+        reach = steps[inside[0]] if inside.size else steps[int(np.argmax(depth))]  # else the deepest point
         return float(max(reach + self.rng.uniform(0.0, 6.0) * self.chest.scale, 3.5 * radius))
 
     def split(self, branch: Branch, territory: np.ndarray) -> list[tuple[Branch, np.ndarray]]:
@@ -211,8 +264,12 @@ class _Grower:
                          np.array(p.fallback_plane_rotations) + u(-5.0, 5.0, len(p.fallback_plane_rotations))]
         for rotations in rotation_sets:
             c = self._candidates(branch, territory, np.radians(rotations), draws)
-            for shrink in (1.0, 0.8, 0.62):
-                lengths = np.maximum(c.lengths * shrink, p.min_length_per_radius * c.radius)
+            floor_for_label = np.maximum(c.shortest, p.min_length_per_radius * c.radius)
+            # last resort: children too short for the label (it will stop above them), but anatomy goes on
+            for shrink, shortest in ((1.0, floor_for_label), (0.8, floor_for_label), (0.62, floor_for_label),
+                                     (0.8, p.min_length_per_radius * c.radius),
+                                     (0.62, p.min_length_per_radius * c.radius)):
+                lengths = np.maximum(c.lengths * shrink, shortest)
                 best = self._best_rotation(branch, c.directions, lengths, c.outer, c.preference)
                 if best is not None:
                     return [
@@ -242,19 +299,26 @@ class _Grower:
         along = centroids @ d  # (K, 2)
         across = np.einsum("kci,kci->kc", centroids, sides)
         has_points = counts > 0
-        lo, hi = np.radians(p.major_angle[0]), np.radians(p.minor_angle[1])
-        angles = np.where(has_points, np.clip(np.arctan2(across, along), lo, hi), draws.angles[None, :])
         wider = counts[:, 0] >= counts[:, 1]  # (K,) child 0 is the wider one
+        is_wider = np.stack([wider, ~wider], axis=1)  # (K, 2)
+        # the wider child leaves at the smaller angle (flow division), the narrower at the larger
+        lo = np.radians(np.where(is_wider, p.major_angle[0], p.minor_angle[0]))
+        hi = np.radians(np.where(is_wider, p.major_angle[1], p.minor_angle[1]))
+        default = np.where(is_wider, draws.angles[0], draws.angles[1])
+        angles = np.where(has_points, np.clip(np.arctan2(across, along), lo, hi), default)
         radius = branch.radius * np.where(wider[:, None], draws.ratios[None, :], draws.ratios[None, ::-1])
         distance = np.linalg.norm(centroids, axis=2)
         lengths = np.where(has_points, draws.reach_share * distance, draws.length_per_radius[None, :] * radius)
-        lengths = np.clip(lengths, p.min_length_per_radius * radius, p.max_length_per_radius * radius)
         directions = np.cos(angles)[..., None] * d + np.sin(angles)[..., None] * sides  # (K, 2, 3)
+        # children the label could show are made long enough to read as branches of their own
+        shortest = np.where(radius >= self.rule.min_radius, self.rule.min_length(radius, directions, branch.radius),
+                            p.min_length_per_radius * radius)
+        lengths = np.clip(lengths, p.min_length_per_radius * radius, p.max_length_per_radius * radius)
         outer = radius + p.wall_per_radius * radius + p.wall_offset * self.chest.scale
         aim = np.where(has_points, np.einsum("kci,kci->kc", directions, centroids) / np.maximum(distance, 1e-9), 0.0)
         share = counts / max(len(territory), 1)
         preference = (share * aim).sum(axis=1) - 0.5 * np.abs(share[:, 0] - share[:, 1])
-        return _Candidates(normals, directions, lengths, radius, outer, preference, members)
+        return _Candidates(normals, directions, lengths, shortest, radius, outer, preference, members)
 
     def _best_rotation(self, branch: Branch, directions: np.ndarray, lengths: np.ndarray, outer: np.ndarray,
                        preference: np.ndarray) -> int | None:
@@ -297,6 +361,7 @@ class _Candidates(NamedTuple):
     normals: np.ndarray  # (K, 3)
     directions: np.ndarray  # (K, 2, 3)
     lengths: np.ndarray  # (K, 2)
+    shortest: np.ndarray  # (K, 2) the least length each child may be shrunk to
     radius: np.ndarray  # (K, 2)
     outer: np.ndarray  # (K, 2)
     preference: np.ndarray  # (K,)
@@ -319,11 +384,12 @@ def sample_lung_points(chest: Chest, rng: np.random.Generator, n: int) -> np.nda
     return np.concatenate(found)[:n]
 
 
-def grow_airway_tree(chest: Chest, rng: np.random.Generator, clearance: float,
+def grow_airway_tree(chest: Chest, rng: np.random.Generator, clearance: float, rule: LabelRule,
                      params: TreeParameters | None = None) -> list[Branch]:
-    """Grow the tree; ``clearance`` (mm) is the least gap between the outer walls of non-adjacent branches."""
+    """Grow the tree; ``clearance`` (mm) is the least gap between the outer walls of non-adjacent branches;
+    branches thick enough for the label under ``rule`` are grown long enough for it."""
     params = params or TreeParameters()
-    grower = _Grower(chest, rng, clearance, params)
+    grower = _Grower(chest, rng, clearance, rule, params)
     trachea = grower.add(None, chest.trachea_top, chest.carina, chest.trachea_radius, [0.0, 1.0, 0.0])
     points = sample_lung_points(chest, rng, params.territory_points)
     right = points[:, 0] < chest.carina[0]
@@ -337,27 +403,24 @@ def grow_airway_tree(chest: Chest, rng: np.random.Generator, clearance: float,
     return grower.branches
 
 
-def mark_labelled(branches: list[Branch], min_radius: float, min_length: float,
+def mark_labelled(branches: list[Branch], rule: LabelRule,
                   drawn_connected: Callable[[Branch, Branch | None], bool] = lambda branch, parent: True) -> None:
     """Decide which branches the label shows (sets ``Branch.labelled``).
 
-    The trachea, then sibling pairs whose parent is labelled and where both siblings have a lumen radius
-    >= ``min_radius``, a length >= ``min_length``, >= 3 radii and >= the parent's radius + ``min_length`` / 2
-    (so each reads as a branch of its own in a skeleton), and ``drawn_connected(branch, parent)`` (their
-    voxelised lumen is one connected piece joined to the parent's). Siblings go together: a parent with a
-    single labelled child would merge with it into one branch.
+    The trachea, then sibling pairs whose parent is labelled and which both pass ``rule`` and
+    ``drawn_connected(branch, parent)`` (their voxelised lumen is one connected piece joined to the
+    parent's). Siblings go together: a parent with a single labelled child would merge with it into one
+    branch.
     """
     for branch in branches:  # parents come before children
         if branch.parent is None:
-            branch.labelled = branch.radius >= min_radius and drawn_connected(branch, None)
+            branch.labelled = rule.admits_trachea(branch) and drawn_connected(branch, None)
             continue
         parent = branches[branch.parent]
         if branch.id != parent.children[0]:
             continue  # decided with its sibling
         pair = [branches[i] for i in parent.children]
-        ok = parent.labelled and len(pair) == 2 and all(
-            b.radius >= min_radius and b.length >= max(min_length, 3.0 * b.radius, parent.radius + min_length / 2)
-            for b in pair
-        ) and all(drawn_connected(b, parent) for b in pair)
+        ok = (parent.labelled and len(pair) == 2 and rule.admits_pair(pair, parent)
+              and all(drawn_connected(b, parent) for b in pair))
         for b in pair:
             b.labelled = ok
