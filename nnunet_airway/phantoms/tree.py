@@ -54,7 +54,7 @@ class LabelRule:
 
     spacing_xyz: tuple[float, float, float]
     min_radius: float
-    min_steps: float = 8.0
+    min_steps: float = 7.0
 
     def steps_per_mm(self, directions: np.ndarray) -> np.ndarray:
         """Voxel steps per mm of a digital line along unit ``directions`` (..., 3)."""
@@ -212,37 +212,37 @@ class _Grower:
         radii = trachea.radius * np.array([u(0.78, 0.80), u(0.70, 0.73)])  # right, left
         angle_choices = np.radians([np.linspace(25.0, 32.0, 4), np.linspace(38.0, 45.0, 4)])  # (2, A)
         tilts = np.radians(np.linspace(-20.0, 5.0, 6) + u(-2.0, 2.0))  # (T,) the bronchi run a little backwards
-        steps = np.arange(1.0, 81.0) * self.chest.scale
+        steps = np.arange(1.0, 101.0) * self.chest.scale  # (S,) candidate lengths, mm
+        side = np.array([1.0, -1.0])[:, None, None]
         best = (-np.inf, None)
         for tilt in tilts:
             in_plane = lateral * np.cos(tilt) + posterior * np.sin(tilt)
-            side = np.array([1.0, -1.0])[:, None, None]
             dirs = np.cos(angle_choices)[..., None] * d + side * np.sin(angle_choices)[..., None] * in_plane  # (2, A, 3)
+            # the least length the label needs, with the sibling at the middle of its range
+            pairs = np.stack([dirs[0], np.repeat(dirs[1, 1:2], len(dirs[0]), axis=0)], axis=1)  # (A, 2, 3)
+            floor_right = self.rule.min_length(radii, pairs, trachea.radius)[:, 0]
+            pairs = np.stack([np.repeat(dirs[0, 1:2], len(dirs[1]), axis=0), dirs[1]], axis=1)
+            floor_left = self.rule.min_length(radii, pairs, trachea.radius)[:, 1]
+            floors = np.stack([floor_right, floor_left])  # (2, A)
             depth = self.chest.point_lung_depth(trachea.end + steps[:, None, None, None] * dirs)  # (S, 2, A)
-            reach = depth.max(axis=0) + u(0.0, 1.0, depth.shape[1:]) * self.chest.scale  # (2, A)
-            pick = reach.argmax(axis=1)
-            score = reach[[0, 1], pick].min()
-            if score > best[0]:
-                best = (score, (in_plane, dirs[[0, 1], pick]))
-        in_plane, directions = best[1]
+            usable = np.where(steps[:, None, None] >= floors[None], depth, -np.inf)
+            # end at the first point at least 3 radii deep (room for the lobar bronchi), else the deepest
+            deep = usable >= 3.0 * radii[None, :, None]
+            first_deep = np.where(deep.any(axis=0), deep.argmax(axis=0), usable.argmax(axis=0))  # (2, A)
+            end_depth = np.take_along_axis(usable, first_deep[None], axis=0)[0]
+            score = np.minimum(end_depth, 3.0 * radii[:, None]) + u(0.0, 1.0, end_depth.shape) * self.chest.scale
+            pick = score.argmax(axis=1)
+            total = score[[0, 1], pick].min()
+            if total > best[0]:
+                best = (total, (in_plane, dirs[[0, 1], pick], steps[first_deep[[0, 1], pick]]))
+        in_plane, directions, lengths = best[1]
         normal = _unit(np.cross(d, in_plane))
-        shortest = self.rule.min_length(radii, directions, trachea.radius)
-        children = []
-        for radius, direction, least in zip(radii, directions, shortest, strict=True):
-            length = max(self._hilum_length(trachea.end, direction, radius), float(least))
-            children.append(self.add(
-                trachea, trachea.end, trachea.end + length * direction, radius, normal,
-                branch_angle_deg=_angle_deg(d, direction), plane_rotation_deg=None,
-            ))
-        return children
-
-    def _hilum_length(self, start: np.ndarray, direction: np.ndarray, radius: float) -> float:
-        """Length that takes a main bronchus from the carina well into its lung (the hilum)."""
-        steps = np.arange(1.0, 81.0) * self.chest.scale
-        depth = self.chest.point_lung_depth(start + steps[:, None] * direction)
-        inside = np.flatnonzero(depth >= 3.0 * radius)  # room for both children to fan out
-        reach = steps[inside[0]] if inside.size else steps[int(np.argmax(depth))]  # else the deepest point
-        return float(max(reach + self.rng.uniform(0.0, 6.0) * self.chest.scale, 3.5 * radius))
+        lengths = np.maximum(lengths, self.rule.min_length(radii, directions, trachea.radius))
+        return [
+            self.add(trachea, trachea.end, trachea.end + length * direction, radius, normal,
+                     branch_angle_deg=_angle_deg(d, direction), plane_rotation_deg=None)
+            for radius, direction, length in zip(radii, directions, lengths, strict=True)
+        ]
 
     def split(self, branch: Branch, territory: np.ndarray) -> list[tuple[Branch, np.ndarray]]:
         """Try to give ``branch`` two children; returns them with their territories, or [] where none fit.
@@ -266,11 +266,18 @@ class _Grower:
             c = self._candidates(branch, territory, np.radians(rotations), draws)
             floor_for_label = np.maximum(c.shortest, p.min_length_per_radius * c.radius)
             # last resort: children too short for the label (it will stop above them), but anatomy goes on
-            for shrink, shortest in ((1.0, floor_for_label), (0.8, floor_for_label), (0.62, floor_for_label),
-                                     (0.8, p.min_length_per_radius * c.radius),
-                                     (0.62, p.min_length_per_radius * c.radius)):
+            floor = p.min_length_per_radius * c.radius
+            # children long enough for the label are only made where they still end with room for
+            # their own children (1.5 outer radii deep in the lung); otherwise the tree would stop there
+            room = 1.0 if branch.generation <= 1 else 1.5  # the lobar bronchi get their label length first
+            for shrink, shortest, end_depth, relaxed in ((1.0, floor_for_label, room, False),
+                                                         (0.8, floor_for_label, room, False),
+                                                         (0.62, floor_for_label, room, False),
+                                                         (0.8, floor, 1.0, False), (0.62, floor, 1.0, False),
+                                                         (0.62, floor, 1.0, True)):
                 lengths = np.maximum(c.lengths * shrink, shortest)
-                best = self._best_rotation(branch, c.directions, lengths, c.outer, c.preference)
+                best = self._best_rotation(branch, c.directions, lengths, c.outer, c.preference, relaxed,
+                                           end_depth * c.outer)
                 if best is not None:
                     return [
                         (self.add(branch, branch.end, branch.end + lengths[best, k] * c.directions[best, k],
@@ -321,11 +328,14 @@ class _Grower:
         return _Candidates(normals, directions, lengths, shortest, radius, outer, preference, members)
 
     def _best_rotation(self, branch: Branch, directions: np.ndarray, lengths: np.ndarray, outer: np.ndarray,
-                       preference: np.ndarray) -> int | None:
+                       preference: np.ndarray, relaxed: bool = False, end_depth: np.ndarray | None = None,
+                       ) -> int | None:
         """Index of the feasible candidate (K) with the best preference and room, or None.
 
         ``directions`` (K, 2, 3), ``lengths`` and ``outer`` radii (K, 2) of the two children per candidate.
-        Room: how deep in the lung each child ends, relative to what its own children will need.
+        Room: how deep in the lung each child ends, relative to what its own children will need. ``relaxed``
+        lowers the clearance of every child to that of sub-resolution ones; ``end_depth`` (K, 2): how deep in
+        the lung each child must end (default: its outer radius).
         """
         step = max(float(outer.min()), 0.5 * self.chest.scale) + 0.5 * self.clearance
         samples = int(np.clip(np.ceil(lengths.max() / step) + 1, 3, 16))
@@ -334,12 +344,15 @@ class _Grower:
         t = t0[..., None] + (1.0 - t0[..., None]) * np.linspace(0.0, 1.0, samples)  # (K, 2, S)
         points = branch.end + (lengths[..., None] * t)[..., None] * directions[:, :, None, :]  # (K, 2, S, 3)
         depth = self.chest.point_lung_depth(points)  # (K, 2, S)
-        inside = np.flatnonzero(np.all(depth.min(axis=2) >= outer, axis=1))
+        end_depth = outer if end_depth is None else end_depth
+        inside = np.flatnonzero(np.all(depth.min(axis=2) >= outer, axis=1) & np.all(depth[..., -1] >= end_depth, axis=1))
         if inside.size == 0:
             return None
         reach = 20.0 * self.chest.scale + self.clearance
         # sub-resolution children only need to stay apart physically, not by a voxel
-        clearance = np.where(outer[inside] < 0.5 * self.clearance, self.params.thin_clearance_share, 1.0) * self.clearance
+        # (``relaxed``: a last resort for any child; they still do not touch)
+        thin = (outer[inside] < 0.5 * self.clearance) | relaxed
+        clearance = np.where(thin, self.params.thin_clearance_share, 1.0) * self.clearance
         gap_slack = self.index.slack(points[inside], outer[inside], branch.id, reach) - clearance
         feasible = np.all(gap_slack >= 0.0, axis=1)
         if not feasible.any():
