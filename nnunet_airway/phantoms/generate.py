@@ -79,7 +79,8 @@ def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) 
             return f"spacing must be three positive numbers X Y Z in mm, got {tuple(spacing_xyz)}"
     spacing = derived_spacing(shape_zyx) if spacing_xyz is None else tuple(spacing_xyz)
     # the left main bronchus is the thinnest labelled branch a phantom must show (lumen >= 0.7 * 7.6 mm)
-    thinnest = 0.7 * 7.6 * _anatomy_scale(shape_zyx, spacing)
+    scale = _anatomy_scale(shape_zyx, spacing)
+    thinnest = 0.7 * 7.6 * scale
     if _label_min_radius(spacing) > thinnest:
         return (
             f"the grid {tuple(shape_zyx)} with spacing {tuple(round(s, 3) for s in spacing)} mm is too coarse to "

@@ -1,13 +1,16 @@
 """Growing a dichotomous airway tree inside the chest's lungs (physical mm, (x, y, z)).
 
 The trachea runs from the top of the field of view down to the carina; the two main bronchi leave it
-in the coronal plane (the right one steeper and wider). From there every branch either ends or splits
-into two children whose lumen radii are 0.70-0.80 of its own, which leave its axis at 25-45 degrees,
-and whose branching plane is turned 60-120 degrees about the branch against the plane the branch
-itself lies in. Among those rotations the one that keeps both children deepest inside the lungs and
-farthest from the tree grown so far wins, so the tree spreads through the lungs; a split whose
-children cannot stay inside the lungs or would touch another branch (walls plus a clearance) is not
-made: the branch ends there. Growth is breadth-first, so the large airways claim their space first.
+in one plane (the right one steeper and wider), aimed at the deepest lung they can reach. From there
+every branch either ends or splits into two children whose lumen radii are 0.70-0.80 of its own; the
+wider child leaves its axis at 25-34 degrees, the narrower at 34-45, and their branching plane is
+turned 60-120 degrees about the branch against the plane the branch itself lies in (40-50 degrees
+where nothing else fits). Sample points of the lungs are shared out between the branches (each
+branch's territory); each candidate plane cuts the territory in two and each child heads for the
+centroid of its half, so the tree spreads through the lungs. A split whose children cannot stay inside
+the lungs or would come closer than a clearance to another branch's wall is not made: the branch ends
+there. Growth is breadth-first, so the large airways claim their space first. Children thick enough
+for the label are first tried at the length a skeleton needs to read them as branches (``LabelRule``).
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ class LabelRule:
 
     def admits_pair(self, pair: list[Branch], parent: Branch) -> bool:
         lengths = self.min_length([b.radius for b in pair], np.array([b.direction for b in pair]), parent.radius)
-        return all(b.radius >= self.min_radius and b.length >= need - 1e-6 for b, need in zip(pair, lengths, strict=True))
+        return all(b.radius >= self.min_radius and b.length >= need - 1e-6 and not b.crowded
+                   for b, need in zip(pair, lengths, strict=True))
 
 
 @dataclass
@@ -97,6 +101,7 @@ class Branch:
     radius_ratio: float | None = None
     children: list[int] = field(default_factory=list)
     labelled: bool = False
+    crowded: bool = False  # placed with the relaxed clearance: may lie within a voxel of another branch
 
     @property
     def length(self) -> float:
@@ -274,7 +279,7 @@ class _Grower:
                                                          (0.8, floor_for_label, room, False),
                                                          (0.62, floor_for_label, room, False),
                                                          (0.8, floor, 1.0, False), (0.62, floor, 1.0, False),
-                                                         (0.62, floor, 1.0, True)):
+                                                         (0.62, floor, 1.0, True), (0.0, 2.5 * c.radius, 0.5, True)):
                 lengths = np.maximum(c.lengths * shrink, shortest)
                 best = self._best_rotation(branch, c.directions, lengths, c.outer, c.preference, relaxed,
                                            end_depth * c.outer)
@@ -283,7 +288,8 @@ class _Grower:
                         (self.add(branch, branch.end, branch.end + lengths[best, k] * c.directions[best, k],
                                   c.radius[best, k], c.normals[best],
                                   branch_angle_deg=_angle_deg(branch.direction, c.directions[best, k]),
-                                  plane_rotation_deg=_plane_angle_deg(branch.plane_normal, c.normals[best])),
+                                  plane_rotation_deg=_plane_angle_deg(branch.plane_normal, c.normals[best]),
+                                  crowded=relaxed),
                          territory[c.members[:, best, k]])
                         for k in range(2)
                     ]
@@ -345,7 +351,10 @@ class _Grower:
         points = branch.end + (lengths[..., None] * t)[..., None] * directions[:, :, None, :]  # (K, 2, S, 3)
         depth = self.chest.point_lung_depth(points)  # (K, 2, S)
         end_depth = outer if end_depth is None else end_depth
-        inside = np.flatnonzero(np.all(depth.min(axis=2) >= outer, axis=1) & np.all(depth[..., -1] >= end_depth, axis=1))
+        # the whole tube inside the lung; only for the relaxed last resort short stubs that keep their axis inside
+        inside_margin = 0.5 * outer if relaxed and np.all(end_depth < outer) else outer
+        inside = np.flatnonzero(np.all(depth.min(axis=2) >= inside_margin, axis=1)
+                                & np.all(depth[..., -1] >= end_depth, axis=1))
         if inside.size == 0:
             return None
         reach = 20.0 * self.chest.scale + self.clearance

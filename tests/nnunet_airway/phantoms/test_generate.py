@@ -228,7 +228,8 @@ def test_explicit_spacing_scales_the_chest_into_a_small_field_of_view() -> None:
     assert ndimage.label(phantom.label)[1] == 1 and truth["n_labelled_branches"] >= 3
 
 
-@pytest.mark.parametrize("shape, spacing", [((8, 96, 96), None), ((20, 20, 20), None), ((64, 96, 96), (9.0, 9.0, 9.0))])
+@pytest.mark.parametrize("shape, spacing", [((8, 96, 96), None), ((20, 20, 20), None),
+                                            ((64, 96, 96), (9.0, 9.0, 9.0))])
 def test_grids_too_small_or_coarse_are_refused(shape, spacing) -> None:
     with pytest.raises(ValueError, match="too (small|coarse)"):
         generate_phantom(0, shape, spacing)
@@ -238,10 +239,10 @@ def test_grids_too_small_or_coarse_are_refused(shape, spacing) -> None:
 
 
 def test_same_seed_gives_identical_phantoms_and_different_seeds_differ() -> None:
-    a, b = generate_phantom(5, (48, 64, 64)), generate_phantom(5, (48, 64, 64))
+    a, b = generate_phantom(5, (56, 80, 80)), generate_phantom(5, (56, 80, 80))
     assert a.ct.tobytes() == b.ct.tobytes() and a.label.tobytes() == b.label.tobytes()
     assert a.truth == b.truth and a.geometry == b.geometry
-    c = generate_phantom(6, (48, 64, 64))
+    c = generate_phantom(6, (56, 80, 80))
     assert a.ct.tobytes() != c.ct.tobytes()
     assert a.truth["branches"] != c.truth["branches"]
 

@@ -15,7 +15,7 @@ from nnunet_airway.errors import DataError
 from nnunet_airway.io import read_image
 from nnunet_airway.phantoms import case_seed, generate_phantom, write_phantoms
 
-TINY = (48, 64, 64)
+TINY = (56, 80, 80)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
