@@ -57,7 +57,7 @@ class LabelRule:
 
     spacing_xyz: tuple[float, float, float]
     min_radius: float
-    min_steps: float = 7.0
+    min_steps: float = 8.0
 
     def steps_per_mm(self, directions: np.ndarray) -> np.ndarray:
         """Voxel steps per mm of a digital line along unit ``directions`` (..., 3)."""
@@ -231,8 +231,9 @@ class _Grower:
             floors = np.stack([floor_right, floor_left])  # (2, A)
             depth = self.chest.point_lung_depth(trachea.end + steps[:, None, None, None] * dirs)  # (S, 2, A)
             usable = np.where(steps[:, None, None] >= floors[None], depth, -np.inf)
-            # end at the first point at least 3 radii deep (room for the lobar bronchi), else the deepest
-            deep = usable >= 3.0 * radii[None, :, None]
+            # end at the first point 1.5 radii deep (the rest of the lung is left to the lobar bronchi),
+            # else at the deepest
+            deep = usable >= 1.5 * radii[None, :, None]
             first_deep = np.where(deep.any(axis=0), deep.argmax(axis=0), usable.argmax(axis=0))  # (2, A)
             end_depth = np.take_along_axis(usable, first_deep[None], axis=0)[0]
             score = np.minimum(end_depth, 3.0 * radii[:, None]) + u(0.0, 1.0, end_depth.shape) * self.chest.scale
