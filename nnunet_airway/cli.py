@@ -20,6 +20,7 @@ from .errors import DataError
 # name -> (module, one-line help). Add a line here when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "phantoms": ("nnunet_airway.phantoms.cli", "write synthetic chest CT phantoms with airway trees (NIfTI + truth JSON)"),
+    "trainer-path": ("nnunet_airway.trainers.cli", "print the folder to export as nnUNet_extTrainer (nnU-Net finds the airway trainers there)"),
 }
 
 
