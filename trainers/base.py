@@ -70,10 +70,19 @@ class AirwayTrainerBase(nnUNetTrainer):
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        """nnU-Net >= 2.7 signature; also what nnUNetv2_predict calls (with deep supervision off)."""
-        return build_fradunet(configuration_manager, num_input_channels, num_output_channels,
-                              recalibration=cls.recalibration, distillation=cls.distillation_weight > 0,
-                              deep_supervision=enable_deep_supervision)
+        """nnU-Net >= 2.7 signature; also what nnUNetv2_predict calls (with deep supervision off).
+
+        FRADUNet always builds the deep-supervision heads (so checkpoints load either way); without deep
+        supervision only the finest is used, and DDP (``-num_gpus N``) stops on parameters that never get a
+        gradient, so the others are frozen (``requires_grad=False``; they stay in the state dict).
+        """
+        network = build_fradunet(configuration_manager, num_input_channels, num_output_channels,
+                                 recalibration=cls.recalibration, distillation=cls.distillation_weight > 0,
+                                 deep_supervision=enable_deep_supervision)
+        if not enable_deep_supervision:
+            for head in network.decoder.seg_layers[:-1]:
+                head.requires_grad_(False)
+        return network
 
     def _get_deep_supervision_scales(self) -> list[list[float]] | None:
         if not self.enable_deep_supervision:

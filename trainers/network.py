@@ -73,6 +73,12 @@ def build_fradunet(
         recalibration=recalibration,
         distillation=distillation,
         deep_supervision=deep_supervision,
+        # the paper's U-Net, whatever the plans' own network: 2 x (conv + IN + ReLU) per scale, max-pool down
+        n_conv_per_stage=2,
+        n_conv_per_stage_decoder=2,
+        nonlin="relu",
+        downsampling="max_pool",
+        upsampling="transpconv",
     )
 
 
