@@ -59,7 +59,7 @@ def test_trainer_builds_steps_and_loads_strictly_for_prediction(name: str, phant
     before = [p.detach().clone() for p in network.parameters()]
     network.train()
     loss = float(trainer.train_step(batch)["loss"])
-    assert math.isfinite(loss) and loss > 0
+    assert math.isfinite(loss)  # eq. 7 uses the negative Dice, so the loss may be below 0
     assert any(not torch.equal(b, p) for b, p in zip(before, network.parameters(), strict=True))
 
     predictor_network = cls.build_network_architecture(
