@@ -1,0 +1,71 @@
+"""``nnunet-airway phantoms``: write synthetic chest CT phantoms with airway trees."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .generate import DEFAULT_SHAPE_ZYX, grid_problem, write_phantoms
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in mm, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive spacing in mm, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Write N synthetic chest CTs (int16 HU) with airway labels (uint8, lumen = 1) as NIfTI with real "
+        "geometry, a truth JSON per case describing every branch, and optionally a preview PNG. "
+        "Files: OUT/images/<case>.nii.gz, OUT/labels/<case>.nii.gz, OUT/truth/<case>.json, "
+        "OUT/previews/<case>.png; cases phantom_000, phantom_001, ..."
+    )
+    parser.add_argument("--out", "-o", required=True, help="output folder (refused if it exists and is not empty)")
+    parser.add_argument("-n", type=_positive_int, default=1, help="number of cases (default 1)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0,
+                        help="base seed; case i uses a seed derived from (seed, i) (default 0)")
+    parser.add_argument("--shape", type=_positive_int, nargs=3, metavar=("Z", "Y", "X"), default=list(DEFAULT_SHAPE_ZYX),
+                        help="grid size in voxels (default %(default)s)")
+    parser.add_argument("--spacing", type=_positive_float, nargs=3, metavar=("X", "Y", "Z"), default=None,
+                        help="voxel spacing in mm; default: derived from the shape so the grid covers an adult "
+                             "chest (350 x 350 x 300 mm). A field of view smaller than that shrinks the chest "
+                             "uniformly to fit")
+    parser.add_argument("--preview", action="store_true",
+                        help="also write OUT/previews/<case>.png (coronal MinIP/MIP of CT and label)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT, replacing its files")
+    parser.set_defaults(_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = grid_problem(tuple(args.shape), args.spacing)
+    if problem:
+        args._parser.error(f"--shape/--spacing: {problem}")
+    cases = write_phantoms(args.out, args.n, seed=args.seed, shape_zyx=tuple(args.shape), spacing_xyz=args.spacing,
+                           preview=args.preview, overwrite=args.overwrite)
+    print(f"wrote {len(cases)} phantom(s) to {args.out}: {', '.join(cases)}")
+    return 0

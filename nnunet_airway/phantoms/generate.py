@@ -1,0 +1,234 @@
+"""Synthetic chest CT phantoms with an airway tree: one call per case, and a writer for a folder of them.
+
+Field of view: without an explicit spacing, the spacing is derived from the shape so the grid covers
+an adult chest (``ADULT_FOV_MM`` = 350 x 350 x 300 mm in x, y, z) and the trachea has its adult lumen
+radius of about 8 mm whatever the shape. With an explicit spacing the field of view is shape x spacing;
+when that is smaller than an adult chest on any axis, the whole chest (tree, radii and lengths included)
+is scaled down uniformly to fit (``anatomy_scale`` in the sidecar); a larger field of view keeps adult
+size and adds air or body around it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import io
+from .anatomy import ADULT_FOV_MM, Chest, make_chest
+from .render import Grid, Intensities, lumen_is_connected, render, wall_intensity
+from .tree import Branch, grow_airway_tree, mark_labelled
+
+DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
+MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
+GENERATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """One synthetic case: CT (int16 HU, (Z, Y, X)), airway lumen label (uint8 0/1, same grid),
+    its geometry and the construction truth (the sidecar JSON content)."""
+
+    ct: np.ndarray
+    label: np.ndarray
+    geometry: io.Geometry
+    truth: dict[str, Any]
+
+
+def case_seed(seed: int, index: int) -> int:
+    """The seed of case ``index`` in a set generated with ``seed`` (independent streams per case)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def _f32(value: float) -> float:
+    """A float that survives the float32 of a NIfTI header unchanged."""
+    return float(np.float32(value))
+
+
+def derived_spacing(shape_zyx: Sequence[int]) -> tuple[float, float, float]:
+    """Spacing (x, y, z) in mm that makes the grid cover an adult chest."""
+    z, y, x = shape_zyx
+    return (_f32(ADULT_FOV_MM[0] / x), _f32(ADULT_FOV_MM[1] / y), _f32(ADULT_FOV_MM[2] / z))
+
+
+def _anatomy_scale(shape_zyx: Sequence[int], spacing_xyz: Sequence[float]) -> float:
+    fov = np.asarray(shape_zyx[::-1], float) * np.asarray(spacing_xyz, float)
+    return float(min(1.0, *(fov / np.asarray(ADULT_FOV_MM))))
+
+
+def _label_min_radius(spacing_xyz: Sequence[float]) -> float:
+    """Least lumen radius (mm) a labelled branch may have: 0.6 of the largest spacing (thinner lumens
+    break up on the grid; each labelled branch is also checked to be drawn 6-connected)."""
+    return 0.6 * float(max(spacing_xyz))
+
+
+def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) -> str | None:
+    """Why a phantom cannot be made on this grid (a sentence saying what to change), or None."""
+    if len(shape_zyx) != 3 or any(int(n) != n for n in shape_zyx):
+        return f"shape must be three whole numbers Z Y X, got {tuple(shape_zyx)}"
+    if any(n < MIN_SHAPE for n in shape_zyx):
+        return f"shape {tuple(shape_zyx)} is too small: give at least {MIN_SHAPE} voxels per axis"
+    if spacing_xyz is not None:
+        if len(spacing_xyz) != 3 or any(not np.isfinite(s) or s <= 0 for s in spacing_xyz):
+            return f"spacing must be three positive numbers X Y Z in mm, got {tuple(spacing_xyz)}"
+    spacing = derived_spacing(shape_zyx) if spacing_xyz is None else tuple(spacing_xyz)
+    # the left main bronchus is the thinnest labelled branch a phantom must show (lumen >= 0.7 * 7.6 mm)
+    thinnest = 0.7 * 7.6 * _anatomy_scale(shape_zyx, spacing)
+    if _label_min_radius(spacing) > thinnest:
+        return (
+            f"the grid {tuple(shape_zyx)} with spacing {tuple(round(s, 3) for s in spacing)} mm is too coarse to "
+            f"show the main bronchi in the label; give more voxels per axis (e.g. 64 96 96 or more)"
+        )
+    return None
+
+
+def _origin(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], rng: np.random.Generator) -> tuple:
+    """A scanner-like origin (mm): the field of view centred near the table axis, a table position in z."""
+    extent = np.asarray(shape_zyx[::-1], float) * np.asarray(spacing_xyz, float)
+    jitter = rng.uniform(-10.0, 10.0, 3) * np.array([1.0, 1.0, 0.0]) + np.array([0.0, 0.0, rng.uniform(-450, -250)])
+    origin = -extent / 2.0 + np.asarray(spacing_xyz) / 2.0 + jitter
+    return tuple(_f32(round(float(o) * 64.0) / 64.0) for o in origin)
+
+
+def _vessels(branches: list[Branch], rng: np.random.Generator, scale: float):
+    """Pulmonary arteries: a tube beside every bronchus (from the main bronchi on), about as wide as the
+    bronchus, offset along the bronchus' plane normal; each starts where its parent's vessel ends."""
+    starts, ends, radii = [], [], []
+    end_of: dict[int, np.ndarray] = {}
+    for branch in branches:
+        if branch.parent is None:
+            continue
+        radius = branch.outer_radius * rng.uniform(0.8, 1.05)
+        offset = branch.plane_normal * (branch.outer_radius + radius + rng.uniform(0.6, 1.6) * scale)
+        start = end_of.get(branch.parent, branch.start + offset)
+        end_of[branch.id] = branch.end + offset
+        starts.append(start)
+        ends.append(end_of[branch.id])
+        radii.append(radius)
+    return np.array(starts).reshape(-1, 3), np.array(ends).reshape(-1, 3), np.array(radii)
+
+
+def _intensities(rng: np.random.Generator) -> Intensities:
+    u = rng.uniform
+    return Intensities(
+        fat=u(-110.0, -85.0), muscle=u(35.0, 55.0), bone=u(380.0, 520.0), lung=u(-870.0, -835.0),
+        lung_texture=u(15.0, 28.0), noise=u(20.0, 40.0),
+    )
+
+
+def _round(v, digits: int = 3):
+    return [round(float(c), digits) for c in v]
+
+
+def _branch_record(branch: Branch, wall_hu: float) -> dict[str, Any]:
+    def opt(value):
+        return None if value is None else round(float(value), 3)
+
+    return {
+        "id": branch.id, "parent": branch.parent, "generation": branch.generation,
+        "start_mm": _round(branch.start), "end_mm": _round(branch.end),
+        "radius_mm": round(branch.radius, 4), "length_mm": round(branch.length, 3), "labelled": branch.labelled,
+        "wall_thickness_mm": round(branch.wall, 4), "wall_hu": round(wall_hu, 2), "children": list(branch.children),
+        "radius_ratio": opt(branch.radius_ratio), "branch_angle_deg": opt(branch.branch_angle_deg),
+        "plane_rotation_deg": opt(branch.plane_rotation_deg),
+    }
+
+
+def _anatomy_record(chest: Chest) -> dict[str, Any]:
+    """The chest's main shapes (mm, physical coordinates), for tests and readers of the sidecar."""
+    return {
+        "body_centre_xy_mm": _round(chest.body_centre_xy), "body_semi_axes_mm": _round(chest.body_semi_axes),
+        "fat_thickness_mm": round(chest.fat_thickness, 3),
+        "lungs": [{"side": side, "centre_mm": _round(lung.centre), "semi_axes_mm": _round(lung.semi_axes)}
+                  for side, lung in zip(("right", "left"), chest.lungs, strict=True)],
+        "heart_centre_mm": _round(chest.heart_centre), "heart_semi_axes_mm": _round(chest.heart_semi_axes),
+        "spine_centre_xy_mm": _round(chest.spine_centre_xy), "spine_radius_mm": round(chest.spine_radius, 3),
+        "carina_mm": _round(chest.carina),
+    }
+
+
+def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
+                     spacing_xyz: Sequence[float] | None = None, case: str | None = None) -> Phantom:
+    """Make one phantom, deterministically from ``seed`` (an int >= 0).
+
+    ``shape_zyx`` in voxels; ``spacing_xyz`` in mm (None: derived so the grid covers an adult chest).
+    Raises ValueError when the grid cannot show at least the trachea and main bronchi.
+    """
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    shape_zyx = tuple(int(n) for n in shape_zyx)
+    problem = grid_problem(shape_zyx, spacing_xyz)
+    if problem:
+        raise ValueError(problem)
+    spacing = derived_spacing(shape_zyx) if spacing_xyz is None else tuple(_f32(s) for s in spacing_xyz)
+    rng = np.random.default_rng(int(seed))
+    geometry = io.Geometry(spacing, _origin(shape_zyx, spacing, rng))
+    grid = Grid(shape_zyx, geometry)
+    half_voxel = np.asarray(spacing) / 2.0
+    fov_low = np.asarray(geometry.origin) - half_voxel
+    fov_high = np.asarray(geometry.origin) + np.asarray(shape_zyx[::-1]) * np.asarray(spacing) - half_voxel
+    chest = make_chest(fov_low, fov_high, rng)
+    voxel_max = float(max(spacing))
+    branches = grow_airway_tree(chest, rng, clearance=voxel_max)
+    label_min_radius = _label_min_radius(spacing)
+    mark_labelled(branches, label_min_radius, min_length=3.0 * voxel_max,
+                  drawn_connected=functools.partial(lumen_is_connected, grid))
+    vessels = _vessels(branches, rng, chest.scale)
+    hu = _intensities(rng)
+    ct, label = render(grid, chest, branches, vessels, hu, rng)
+
+    labelled = [b for b in branches if b.labelled]
+    truth = {
+        "case": case, "seed": int(seed), "generator_version": GENERATOR_VERSION,
+        "shape_zyx": list(shape_zyx), "spacing_xyz": list(geometry.spacing), "origin_xyz": list(geometry.origin),
+        "direction": list(geometry.direction),
+        "coordinates": "physical ITK/LPS mm (x, y, z): +x patient left, +y posterior, +z superior; "
+                       "point = origin + spacing * (i, j, k) for array index [k, j, i]",
+        "fov_mm": _round(fov_high - fov_low), "anatomy_scale": round(chest.scale, 4),
+        "label_min_radius_mm": round(label_min_radius, 4),
+        "anatomy": _anatomy_record(chest),
+        "branches": [_branch_record(b, wall_intensity(b.radius, branches[0].radius, hu)) for b in branches],
+        "n_branches": len(branches), "n_labelled_branches": len(labelled),
+        "max_generation": max(b.generation for b in branches),
+        "max_labelled_generation": max((b.generation for b in labelled), default=-1),
+        "n_vessels": int(len(vessels[2])),
+        "intensities_hu": {k: round(v, 2) for k, v in vars(hu).items()},
+        "label_voxels": int(label.sum()),
+    }
+    return Phantom(ct=ct, label=label, geometry=geometry, truth=truth)
+
+
+def write_phantoms(out_dir: str | Path, n: int, seed: int = 0, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
+                   spacing_xyz: Sequence[float] | None = None, preview: bool = False, overwrite: bool = False,
+                   case_prefix: str = "phantom") -> list[str]:
+    """Write ``n`` phantoms into ``out_dir`` and return their case names (``<case_prefix>_000``, ...).
+
+    Files: ``images/<case>.nii.gz`` (CT, int16 HU), ``labels/<case>.nii.gz`` (uint8), ``truth/<case>.json``
+    and with ``preview`` ``previews/<case>.png``. Case i uses the seed ``case_seed(seed, i)``. A non-empty
+    ``out_dir`` is refused (DataError) unless ``overwrite``.
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
+    problem = grid_problem(tuple(shape_zyx), spacing_xyz)
+    if problem:
+        raise ValueError(problem)
+    out = io.prepare_output_dir(out_dir, overwrite)
+    cases = []
+    for index in tqdm(range(int(n)), desc="phantoms", unit="case"):
+        case = f"{case_prefix}_{index:03d}"
+        phantom = generate_phantom(case_seed(seed, index), shape_zyx, spacing_xyz, case=case)
+        phantom.truth["base_seed"], phantom.truth["index"] = int(seed), index
+        io.write_image(out / "images" / f"{case}.nii.gz", phantom.ct, phantom.geometry)
+        io.write_image(out / "labels" / f"{case}.nii.gz", phantom.label, phantom.geometry)
+        io.write_json(out / "truth" / f"{case}.json", phantom.truth)
+        if preview:
+            from .preview import write_preview  # matplotlib only when asked for
+
+            write_preview(out / "previews" / f"{case}.png", phantom)
+        cases.append(case)
+    return cases

@@ -1,0 +1,86 @@
+"""A PNG for judging a phantom by eye: coronal projections of the CT and of the airway label.
+
+Panels, all coronal (projected along y, anterior-posterior) and drawn in physical proportions:
+minimum intensity projection of the CT inside the body over the coronal slab that holds the labelled
+tree (lightly smoothed, as airway MinIPs are read),
+maximum intensity projection of the CT inside the lungs (the vessels), one coronal slice through the
+carina, and the label's maximum projection coloured by depth. Body and lungs are found by thresholds
+on the CT itself, as a viewer would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from .. import io
+from .generate import Phantom
+
+
+def _filled_per_slice(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with everything it encloses in each axial slice added."""
+    return np.stack([ndimage.binary_fill_holes(mask[k]) for k in range(mask.shape[0])])
+
+
+def write_preview(path: str | Path, phantom: Phantom) -> Path:
+    """Write the preview PNG of ``phantom`` atomically and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io as pyio
+
+    import matplotlib.pyplot as plt
+
+    ct, label, truth = phantom.ct, phantom.label, phantom.truth
+    sx, _, sz = phantom.geometry.spacing
+    ox, _, oz = phantom.geometry.origin
+    nz, _, nx = ct.shape
+    extent = (ox - sx / 2, ox + (nx - 0.5) * sx, oz - sz / 2, oz + (nz - 0.5) * sz)
+
+    smooth = ndimage.gaussian_filter(ct.astype(np.float32), 0.5)
+    body = _filled_per_slice(smooth > -400)
+    lungs = _filled_per_slice(ndimage.binary_opening(body & (smooth < -500), iterations=2))
+    # MinIP over the coronal slab that holds the labelled tree (as a reader would place it)
+    oy, sy = phantom.geometry.origin[1], phantom.geometry.spacing[1]
+    tree_y = [b[k][1] for b in truth["branches"] if b["labelled"] for k in ("start_mm", "end_mm")]
+    slab_mm = (min(tree_y) - 5.0, max(tree_y) + 5.0) if tree_y else (oy, oy + ct.shape[1] * sy)
+    j0, j1 = (int(np.clip(round((v - oy) / sy), 0, ct.shape[1])) for v in slab_mm)
+    j1 = max(j1, j0 + 1)
+    minip = np.where(body[:, j0:j1], smooth[:, j0:j1], np.inf).min(axis=1)
+    minip[~np.isfinite(minip)] = -1000.0
+    mip = np.where(lungs, ct, -1000).max(axis=1)
+    carina_y = truth["branches"][0]["end_mm"][1]
+    j = int(np.clip(round((carina_y - phantom.geometry.origin[1]) / phantom.geometry.spacing[1]), 0, ct.shape[1] - 1))
+    coronal = ct[:, j, :]
+    any_label = label.any(axis=1)
+    first = np.argmax(label, axis=1).astype(float)  # depth of the front-most labelled voxel
+    depth = np.where(any_label, first / max(label.shape[1] - 1, 1), np.nan)
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 5.2), constrained_layout=True)
+    panels = [
+        (minip, "gray", (-1000, -750), f"CT MinIP, slab y {slab_mm[0]:.0f}..{slab_mm[1]:.0f} mm (HU)"),
+        (mip, "gray", (-1000, 100), "CT MIP in lungs (HU)"),
+        (coronal, "gray", (-1000, 200), f"CT coronal slice y={carina_y:.0f} mm"),
+        (depth, "viridis_r", (0, 1), f"label MIP ({truth['n_labelled_branches']} branches), depth-coloured"),
+    ]
+    for ax, (image, cmap, (lo, hi), title) in zip(axes, panels, strict=True):
+        if cmap == "viridis_r":
+            ax.imshow(np.zeros_like(depth), cmap="gray", vmin=0, vmax=1, origin="lower", extent=extent)
+        shown = ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi, origin="lower", extent=extent, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("x (mm, patient left ->)")
+        if cmap == "gray":
+            fig.colorbar(shown, ax=ax, shrink=0.7)
+    axes[0].set_ylabel("z (mm)")
+    fig.suptitle(
+        f"{truth.get('case') or 'phantom'}  seed {truth['seed']}  shape {tuple(truth['shape_zyx'])}  spacing "
+        f"{tuple(round(s, 2) for s in truth['spacing_xyz'])} mm  branches {truth['n_branches']} "
+        f"(generations 0-{truth['max_generation']}, labelled 0-{truth['max_labelled_generation']})",
+        fontsize=11,
+    )
+    buffer = pyio.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return io.write_bytes(path, buffer.getvalue())

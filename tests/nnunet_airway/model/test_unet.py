@@ -1,0 +1,123 @@
+"""FRADUNet: shapes for anisotropic patches and strides, flags that never change parameters, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nnunet_airway import FeatureRecalibration, FRADUNet
+
+PATCH = (8, 16, 32)
+FEATURES = (4, 8, 8, 16, 16)
+STRIDES = (1, (1, 2, 2), 2, (2, 2, 2), (1, 2, 2))  # sizes (8,16,32) (8,8,16) (4,4,8) (2,2,4) (2,1,2)
+
+
+def small_net(**kwargs) -> FRADUNet:
+    options = dict(features_per_stage=FEATURES, strides=STRIDES)
+    options.update(kwargs)
+    return FRADUNet(1, 2, PATCH, **options)
+
+
+@pytest.mark.parametrize("recalibration", ["fr", "pe", "cse", None])
+def test_deep_supervision_outputs_and_decoder_features(recalibration) -> None:
+    net = small_net(recalibration=recalibration, deep_supervision=True)
+    outputs = net(torch.randn(2, 1, *PATCH))
+    assert [tuple(o.shape) for o in outputs] == [(2, 2, 8, 16, 32), (2, 2, 8, 8, 16), (2, 2, 4, 4, 8),
+                                                 (2, 2, 2, 2, 4)]
+    features = net.pop_decoder_features()
+    assert [tuple(f.shape) for f in features] == [(2, 16, 2, 2, 4), (2, 8, 4, 4, 8), (2, 8, 8, 8, 16),
+                                                  (2, 4, 8, 16, 32)]
+    assert net.decoder_features is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(downsampling="conv", nonlin="leaky_relu"), dict(upsampling="nearest", fr_bias=True),
+     dict(kernel_sizes=[(1, 3, 3), 3, 3, 3, 3], memory_efficient=False)],
+)
+def test_variants_return_plain_logits(options) -> None:
+    net = small_net(**options)
+    out = net(torch.randn(1, 1, *PATCH))
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 2, *PATCH)
+
+
+def test_fr_blocks_sized_for_every_stage() -> None:
+    net = small_net()
+    sizes = [m.spatial_size for m in net.modules() if isinstance(m, FeatureRecalibration)]
+    assert sizes == [(8, 16, 32), (8, 8, 16), (4, 4, 8), (2, 2, 4), (2, 1, 2), (2, 2, 4), (4, 4, 8), (8, 8, 16),
+                     (8, 16, 32)]
+
+
+def test_nnunet_style_deep_supervision_switch() -> None:
+    net = small_net(deep_supervision=True)
+    assert isinstance(net(torch.randn(1, 1, *PATCH)), list)
+    net.decoder.deep_supervision = False  # what nnUNetTrainer.set_deep_supervision_enabled does
+    assert not net.deep_supervision
+    assert isinstance(net(torch.randn(1, 1, *PATCH)), torch.Tensor)
+
+
+def test_strict_state_dict_load_with_flags_flipped() -> None:
+    trained = small_net(deep_supervision=True, distillation=True)
+    other = small_net(deep_supervision=False, distillation=False)
+    other.load_state_dict(trained.state_dict(), strict=True)
+    x = torch.randn(1, 1, *PATCH)
+    trained.eval()
+    other.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), trained(x)[0])
+
+
+def test_decoder_features_only_when_asked() -> None:
+    net = small_net(distillation=False)
+    net(torch.randn(1, 1, *PATCH))
+    with pytest.raises(RuntimeError, match="distillation=True"):
+        net.pop_decoder_features()
+    net.distillation = True
+    with torch.no_grad():
+        net(torch.randn(1, 1, *PATCH))
+    assert net.decoder_features is None  # inference keeps nothing alive
+
+
+def test_training_step_with_distillation_updates_fr_weights() -> None:
+    from nnunet_airway import DiceFocalLoss
+
+    net = small_net(deep_supervision=False)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    x = torch.randn(2, 1, *PATCH)
+    target = (x > 1).float()
+    loss_fn = DiceFocalLoss()
+    before = net.encoder[0].recalibration.width_weights.detach().clone()
+    losses = []
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = loss_fn(net(x), target, net.pop_decoder_features())
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert not torch.equal(before, net.encoder[0].recalibration.width_weights)
+
+
+def test_patch_that_strides_cannot_divide_raises() -> None:
+    with pytest.raises(ValueError, match=r"patch size \(8, 16, 20\).*stage 3.*\(4, 4, 5\).*\(2, 2, 2\)"):
+        FRADUNet(1, 2, (8, 16, 20), FEATURES, STRIDES)
+
+
+def test_other_bad_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="one entry per stage"):
+        FRADUNet(1, 2, PATCH, FEATURES, (1, 2, 2))
+    with pytest.raises(ValueError, match="recalibration"):
+        small_net(recalibration="se")
+    with pytest.raises(ValueError, match="nonlin"):
+        small_net(nonlin="gelu")
+    with pytest.raises(ValueError, match=r"\(8, 16, 32\).*\(8, 16, 48\)"):
+        small_net()(torch.zeros(1, 1, 8, 16, 48))
+    with pytest.raises(ValueError, match=r"\(N, 1, D, H, W\)"):
+        small_net()(torch.zeros(1, 2, *PATCH))
+
+
+def test_non_fr_network_accepts_other_divisible_sizes_only() -> None:
+    net = small_net(recalibration="pe")
+    assert net(torch.randn(1, 1, 16, 16, 32)).shape == (1, 2, 16, 16, 32)
+    with pytest.raises(ValueError, match="cannot be divided"):
+        net(torch.randn(1, 1, 8, 16, 20))
