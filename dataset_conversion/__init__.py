@@ -1,1 +1,19 @@
-"""nnunet_airway.dataset_conversion"""
+"""nnunet_airway.dataset_conversion: airway data sets (LIDC-IDRI, EXACT'09, BAS, ATM'22, AIIB23, plain folders)
+into nnU-Net v2 raw format, through one writer and one robust DICOM reader. Never imports torch or nnU-Net."""
+
+from .dicom import read_dicom_folder
+from .raw_writer import CaseSpec, ConversionResult, write_raw_dataset
+from .sources import folder_cases
+
+
+def convert_folder(images_dir, labels_dir, dataset_id: int, name: str = "Airway", **options) -> ConversionResult:
+    """Convert ``images_dir/<case>.<ext>`` (or DICOM folders ``<case>/``) with ``labels_dir/<case>.<ext>`` into
+    ``<out_root or $nnUNet_raw>/DatasetXXX_NAME``; ``options`` are those of ``write_raw_dataset``."""
+    found = folder_cases(images_dir, labels_dir)
+    inputs = {"images": str(images_dir), "labels": str(labels_dir)}
+    if found.unmatched:
+        inputs["not_used"] = found.unmatched
+    return write_raw_dataset(found.cases, dataset_id, name, source="folder", inputs=inputs, **options)
+
+
+__all__ = ["CaseSpec", "ConversionResult", "convert_folder", "read_dicom_folder", "write_raw_dataset"]

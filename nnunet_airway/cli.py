@@ -20,6 +20,7 @@ from .errors import DataError
 # name -> (module, one-line help). Add a line here when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "phantoms": ("nnunet_airway.phantoms.cli", "write synthetic chest CT phantoms with airway trees (NIfTI + truth JSON)"),
+    "convert": ("nnunet_airway.dataset_conversion.cli", "convert airway data sets (LIDC, EXACT'09, BAS, ATM'22, AIIB23, folders) to nnU-Net raw"),
     "demo": ("nnunet_airway.demo.cli", "run the whole pipeline on synthetic phantoms: convert, train, predict, evaluate"),
 }
 
