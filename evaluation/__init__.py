@@ -1,1 +1,10 @@
-"""nnunet_airway.evaluation"""
+"""nnunet_airway.evaluation: airway tree metrics (BD, TD, TPR, FPR, DSC, precision, clDice) without torch.
+
+``evaluate_case(prediction, reference, spacing=None, protocol="paper")`` scores one case (arrays or
+files); ``evaluate_folder(pred_dir, ref_dir, ...)`` scores nnU-Net prediction folders. Definitions:
+``nnunet_airway.evaluation.report.DEFINITIONS`` and the README section "Airway tree metrics".
+"""
+
+from .runner import evaluate_case, evaluate_folder
+
+__all__ = ["evaluate_case", "evaluate_folder"]

@@ -1,0 +1,155 @@
+"""Scoring one prediction against a parsed reference: BD, TD, TD_mm, TPR, FPR, DSC, precision, clDice.
+
+All values are percentages. A ratio with an empty denominator (e.g. BD when the paper protocol leaves
+no branch besides the trachea) is None; an empty prediction scores 0 on every overlap metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .masks import Box, bounding_box, box_offset, largest_component_in_box, paste, union_box
+from .reference import ParsedReference, lee_skeleton
+from .skeleton_graph import nonzero_coords
+
+PROTOCOLS = ("paper", "atm22")
+METRIC_NAMES = ("BD", "TD", "TD_mm", "TPR", "FPR", "DSC", "precision", "clDice")
+DETECTION_THRESHOLD = 0.8  # a branch is detected when this share of its centreline voxels is predicted
+
+
+@dataclass(frozen=True)
+class CaseScore:
+    """The metrics of one case and what a picture of it needs.
+
+    branch_detected: (B,) bool per reference branch (``reference.tree.branches`` order).
+    branch_counted: (B,) bool, False for the trachea under the paper protocol.
+    false_positive_coords: (K, 3) volume coordinates (Z, Y, X) of predicted voxels outside the reference
+        (only filled when asked for, else shape (0, 3)).
+    """
+
+    metrics: dict
+    reference: ParsedReference
+    branch_detected: np.ndarray
+    branch_counted: np.ndarray
+    false_positive_coords: np.ndarray
+    volume_shape: tuple[int, int, int]
+    spacing_zyx: tuple[float, float, float]
+
+
+def percent(numerator: float, denominator: float) -> float | None:
+    """100 * numerator / denominator, None when the denominator is 0."""
+    return None if denominator == 0 else 100.0 * float(numerator) / float(denominator)
+
+
+def check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def _intersection(a: Box, b: Box) -> Box | None:
+    box = tuple(slice(max(sa.start, sb.start), min(sa.stop, sb.stop)) for sa, sb in zip(a, b, strict=True))
+    return None if any(s.stop <= s.start for s in box) else box  # type: ignore[return-value]
+
+
+def _relative(box: Box, to: Box) -> Box:
+    return tuple(slice(s.start - t.start, s.stop - t.start) for s, t in zip(box, to, strict=True))  # type: ignore[return-value]
+
+
+def score_case(
+    reference: ParsedReference, prediction: np.ndarray, spacing_zyx: tuple[float, float, float],
+    protocol: str = "paper", connectivity: int = 6, keep_false_positives: bool = False, cl_dice: bool = True,
+) -> CaseScore:
+    """Score a prediction ((Z, Y, X), nonzero = airway, same grid as the reference) against ``reference``.
+
+    ``cl_dice=False`` skips the prediction's skeleton (about 40% of the time of a full-size case); clDice is
+    then None.
+    """
+    check_protocol(protocol)
+    volume_shape = tuple(int(n) for n in prediction.shape)
+    pred_mask, pred_box = largest_component_in_box(prediction, connectivity, margin=1)
+    work = union_box(reference.box, pred_box)
+    ref_w = paste(reference.mask, reference.box, work)
+    pred_w = paste(pred_mask, pred_box, work)
+    del pred_mask
+    n_ref, n_pred = int(ref_w.sum()), int(pred_w.sum())
+    tp = int(np.count_nonzero(ref_w & pred_w))
+    total = int(np.prod(volume_shape))
+
+    # the trachea zone, excluded from TPR, FPR and precision under the paper protocol
+    zone_ref = zone_tp = zone_pred = zone_all = 0
+    if protocol == "paper" and reference.trachea_zone is not None:
+        zone = reference.trachea_zone
+        zone_all = int(zone.sum())
+        shared = _intersection(reference.trachea_box, work)
+        if shared is not None:
+            z = zone[_relative(shared, reference.trachea_box)]
+            r = ref_w[_relative(shared, work)] & z
+            p = pred_w[_relative(shared, work)] & z
+            zone_ref, zone_pred, zone_tp = int(r.sum()), int(p.sum()), int(np.count_nonzero(r & p))
+    tp_e, ref_e, pred_e = tp - zone_tp, n_ref - zone_ref, n_pred - zone_pred
+    false_pos = pred_e - tp_e
+    background = total - n_ref - (zone_all - zone_ref)
+
+    # centreline detection
+    skeleton = reference.skeleton
+    in_work = skeleton.coords + box_offset(reference.box) - box_offset(work)
+    centre_hit = pred_w[tuple(in_work.T)] if skeleton.n_voxels else np.zeros(0, dtype=bool)
+    tree = reference.tree
+    branches = tree.branches
+    detected = np.array([centre_hit[b.voxels].mean() >= DETECTION_THRESHOLD for b in branches], dtype=bool)
+    counted = np.ones(len(branches), dtype=bool)
+    length_voxels = tree.tree_voxels()
+    if protocol == "paper" and branches:
+        counted[0] = False
+        length_voxels = np.setdiff1d(length_voxels, branches[0].voxels)
+    weights = skeleton.length_weight_mm[length_voxels]
+    hits = centre_hit[length_voxels]
+
+    by_generation: dict[str, float | None] = {}
+    generations = np.array([b.generation for b in branches], dtype=np.int64)
+    for g in sorted(set(generations[counted].tolist())):
+        in_g = counted & (generations == g)
+        by_generation[str(g)] = percent(int((detected & in_g).sum()), int(in_g.sum()))
+
+    metrics = {
+        "BD": percent(int((detected & counted).sum()), int(counted.sum())),
+        "TD": percent(int(hits.sum()), hits.size),
+        "TD_mm": percent(float(weights[hits].sum()), float(weights.sum())),
+        "TPR": percent(tp_e, ref_e),
+        "FPR": percent(false_pos, background),
+        "DSC": percent(2 * tp, n_ref + n_pred),
+        "precision": percent(tp_e, pred_e) if pred_e else 0.0,
+        "clDice": _cl_dice(ref_w, pred_w, centre_hit) if cl_dice else None,
+        "branches_reference": int(counted.sum()),
+        "branches_detected": int((detected & counted).sum()),
+        "BD_by_generation": by_generation,
+        "tree_length_mm": float(weights.sum()),
+        "detected_length_mm": float(weights[hits].sum()),
+        "loops_broken": tree.loops_broken,
+        "spurs_pruned": tree.spurs_pruned,
+    }
+    fp_coords = np.zeros((0, 3), dtype=np.int64)
+    if keep_false_positives:
+        fp_coords = nonzero_coords(pred_w & ~ref_w) + box_offset(work)
+    return CaseScore(metrics=metrics, reference=reference, branch_detected=detected, branch_counted=counted,
+                     false_positive_coords=fp_coords, volume_shape=volume_shape,  # type: ignore[arg-type]
+                     spacing_zyx=tuple(spacing_zyx))  # type: ignore[arg-type]
+
+
+def _cl_dice(ref_w: np.ndarray, pred_w: np.ndarray, centre_hit: np.ndarray) -> float:
+    """clDice (Shit et al. 2021): harmonic mean of the share of the predicted skeleton inside the reference
+    (topology precision) and the share of the reference skeleton inside the prediction (topology sensitivity).
+
+    Whole skeletons are used (no trachea exclusion), as for DSC."""
+    if not pred_w.any() or centre_hit.size == 0:
+        return 0.0
+    box = bounding_box(pred_w, margin=1)
+    pred_skeleton = lee_skeleton(pred_w[box]).view(bool)
+    n_skeleton = np.count_nonzero(pred_skeleton)
+    precision = np.count_nonzero(pred_skeleton & ref_w[box]) / n_skeleton if n_skeleton else 0.0
+    sensitivity = float(centre_hit.mean())
+    if precision + sensitivity == 0:
+        return 0.0
+    return 100.0 * 2 * precision * sensitivity / (precision + sensitivity)

@@ -1,0 +1,121 @@
+"""The reference side of the evaluation: cleaned mask, centreline skeleton, parsed tree, trachea zone.
+
+All arrays live in the reference's bounding box (``box``, volume coordinates, one voxel of margin) so a
+512x512x400 CT costs no more than its airway tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.morphology import skeletonize
+
+from .masks import Box, box_offset, fill_holes, largest_component_in_box, outer_boundary
+from .skeleton_graph import SkeletonGraph, nonzero_coords, skeleton_graph
+from .tree import AirwayTree, build_tree
+
+
+@dataclass(frozen=True)
+class ParsedReference:
+    """A reference airway label prepared for scoring.
+
+    mask: bool, shape of ``box``: largest component with holes filled.
+    box: where ``mask`` lies in the volume.
+    skeleton: the graph of the mask's Lee skeleton (coordinates relative to ``box``).
+    tree: branches parsed from the skeleton.
+    trachea_zone: bool mask over ``trachea_box`` (volume coordinates): the voxels nearer to the trachea's
+        centreline than to any other tree centreline voxel and within ``zone_reach_mm`` of it
+        (None when there is no trachea).
+    """
+
+    mask: np.ndarray
+    box: Box
+    skeleton: SkeletonGraph
+    tree: AirwayTree
+    trachea_zone: np.ndarray | None
+    trachea_box: Box | None
+    zone_reach_mm: float
+
+    def volume_coords(self, voxels: np.ndarray) -> np.ndarray:
+        """(K, 3) volume coordinates of skeleton voxels (rows of ``skeleton.coords``)."""
+        return self.skeleton.coords[voxels] + box_offset(self.box)
+
+
+def lee_skeleton(mask: np.ndarray) -> np.ndarray:
+    """Lee (1994) 3-D skeleton as uint8 0/1 (skimage's ``skeletonize``; a bool skeleton would be fine here
+    because neighbours are counted on coordinates, but uint8 matches the ATM'22 code's convention)."""
+    return skeletonize(mask).astype(np.uint8)
+
+
+def lumen_radius(mask: np.ndarray, points: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Euclidean distance (mm) from each of ``points`` ((K, 3) voxel indices inside ``mask``) to the nearest
+    background voxel: the value of the distance transform there, computed sparsely.
+
+    The nearest background voxel always touches the mask (a step from it towards the point would otherwise
+    be a nearer background voxel), so a k-d tree over the mask's outer boundary gives the exact value.
+    """
+    if len(points) == 0:
+        return np.zeros(0, dtype=np.float64)
+    spacing = np.asarray(spacing_zyx, dtype=np.float64)
+    boundary = nonzero_coords(outer_boundary(mask)) * spacing
+    if len(boundary) == 0:  # the mask fills its whole array: no background to measure against
+        return np.full(len(points), float(np.max(np.asarray(mask.shape) * spacing)))
+    distance, _ = cKDTree(boundary).query(points * spacing)
+    return distance
+
+
+def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, float], connectivity: int) -> ParsedReference:
+    """Clean, skeletonise and parse a reference label ((Z, Y, X), nonzero = airway).
+
+    Raises ValueError when the reference has no foreground.
+    """
+    mask, box = largest_component_in_box(reference, connectivity, margin=1)
+    if box is None:
+        raise ValueError("the reference has no airway voxels")
+    mask = fill_holes(mask)
+    skeleton = skeleton_graph(lee_skeleton(mask), spacing_zyx)
+    radius = lumen_radius(mask, skeleton.coords, spacing_zyx)
+    tree = build_tree(skeleton, radius)
+    zone, zone_box, reach = trachea_zone(tree, skeleton, radius, box, reference.shape, spacing_zyx)
+    return ParsedReference(mask=mask, box=box, skeleton=skeleton, tree=tree, trachea_zone=zone,
+                           trachea_box=zone_box, zone_reach_mm=reach)
+
+
+def trachea_zone(
+    tree: AirwayTree, skeleton: SkeletonGraph, radius_mm: np.ndarray, box: Box, volume_shape: tuple[int, ...],
+    spacing_zyx: tuple[float, float, float],
+) -> tuple[np.ndarray | None, Box | None, float]:
+    """Voxels nearer to the trachea's centreline than to the rest of the tree's, within a reach.
+
+    The reach is twice the trachea's largest lumen radius plus two voxels; it keeps the computation in a
+    small box around the trachea (the box extends two reaches, so the comparison is exact for every voxel
+    within the reach). radius_mm: (N,) lumen radius at each skeleton voxel.
+    Returns (zone mask, zone box in volume coordinates, reach in mm).
+    """
+    trachea = tree.trachea
+    if trachea is None:
+        return None, None, 0.0
+    spacing = np.asarray(spacing_zyx, dtype=np.float64)
+    reach = 2.0 * float(radius_mm[trachea.voxels].max()) + 2.0 * float(spacing.max())
+    offset = box_offset(box)
+    coords = skeleton.coords[trachea.voxels] + offset
+    margin = np.ceil(2.0 * reach / spacing).astype(np.int64)
+    lo = np.maximum(coords.min(axis=0) - margin, 0)
+    hi = np.minimum(coords.max(axis=0) + margin + 1, np.asarray(volume_shape))
+    shape = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
+    trachea_line = np.ones(shape, dtype=bool)
+    trachea_line[tuple((coords - lo).T)] = False
+    to_trachea = ndimage.distance_transform_edt(trachea_line, sampling=spacing_zyx)
+    del trachea_line
+    other_coords = skeleton.coords[np.setdiff1d(tree.tree_voxels(), trachea.voxels)] + offset
+    inside = np.all((other_coords >= lo) & (other_coords < hi), axis=1)
+    zone = to_trachea <= reach
+    if inside.any():
+        other_line = np.ones(shape, dtype=bool)
+        other_line[tuple((other_coords[inside] - lo).T)] = False
+        zone &= to_trachea < ndimage.distance_transform_edt(other_line, sampling=spacing_zyx)
+    zone_box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    return zone, zone_box, reach  # type: ignore[return-value]

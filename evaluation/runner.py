@@ -1,0 +1,159 @@
+"""Evaluate one case (arrays or files) or a folder of nnU-Net predictions against a folder of references."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from nnunet_airway.errors import DataError
+from nnunet_airway.io import check_same_grid, read_image
+
+from .metrics import CaseScore, check_protocol, score_case
+from .reference import parse_reference
+from .report import summarise
+
+NIFTI_SUFFIX = ".nii.gz"
+GRID_ADVICE = "resample the prediction onto the reference grid (nnU-Net exports predictions on the image grid)"
+
+ArrayOrPath = np.ndarray | str | os.PathLike
+
+
+def _load(item: ArrayOrPath) -> tuple[np.ndarray, object | None, str]:
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3:
+            raise ValueError(f"expected a (Z, Y, X) array, got shape {item.shape}")
+        return item, None, "<array>"
+    array, geometry = read_image(item)
+    return array, geometry, str(item)
+
+
+def score_files_or_arrays(
+    prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
+    protocol: str = "paper", connectivity: int = 6, keep_false_positives: bool = False, cl_dice: bool = True,
+) -> CaseScore:
+    """Like :func:`evaluate_case`, returning the full :class:`CaseScore` (for pictures)."""
+    check_protocol(protocol)
+    pred, pred_geom, pred_name = _load(prediction)
+    ref, ref_geom, ref_name = _load(reference)
+    if ref_geom is not None and pred_geom is not None:
+        check_same_grid(ref_name, ref.shape, ref_geom, pred_name, pred.shape, pred_geom, GRID_ADVICE)
+    elif pred.shape != ref.shape:
+        raise DataError(f"{pred_name} has shape {pred.shape} but the reference {ref_name} has {ref.shape}; "
+                        f"{GRID_ADVICE}")
+    geometry = ref_geom or pred_geom
+    if geometry is not None:
+        if spacing is not None:
+            raise ValueError("spacing is taken from the image files; pass spacing only with two arrays")
+        spacing_zyx = geometry.spacing_zyx  # type: ignore[attr-defined]
+    else:
+        spacing_zyx = (1.0, 1.0, 1.0) if spacing is None else tuple(float(s) for s in spacing)
+        if len(spacing_zyx) != 3 or any(s <= 0 for s in spacing_zyx):
+            raise ValueError(f"spacing must be three positive numbers (Z, Y, X) in mm, got {spacing}")
+    try:
+        parsed = parse_reference(ref, spacing_zyx, connectivity)
+    except ValueError as exc:
+        if ref_geom is None:
+            raise
+        raise DataError(f"{ref_name}: {exc}; remove the case or fix the label") from exc
+    del ref
+    return score_case(parsed, pred, spacing_zyx, protocol, connectivity, keep_false_positives, cl_dice)
+
+
+def evaluate_case(
+    prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
+    protocol: str = "paper", connectivity: int = 6, cl_dice: bool = True,
+) -> dict:
+    """Airway tree metrics of one case.
+
+    prediction, reference: (Z, Y, X) arrays (nonzero = airway) or image paths (their grids must agree).
+    spacing: mm per voxel in array axis order (Z, Y, X), for arrays only (default 1 mm); files carry theirs.
+    protocol: "paper" (trachea excluded from BD, TD, TPR, FPR, precision) or "atm22" (nothing excluded).
+    connectivity: 6 or 26 for the largest-component step.
+    cl_dice: False skips the prediction's skeleton (faster); clDice is then None.
+    Returns the case's metrics dict (keys as in the summary JSON's cases; percentages, None if undefined).
+    """
+    return score_files_or_arrays(prediction, reference, spacing, protocol, connectivity, cl_dice=cl_dice).metrics
+
+
+def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
+    """Pair ``CASE.nii.gz`` files by name. Returns (paired cases, references without prediction,
+    predictions without reference), each sorted."""
+    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
+    for folder, flag in ((pred_dir, "-p"), (ref_dir, "-r")):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: not a folder; give the folder of {NIFTI_SUFFIX} files with {flag}")
+
+    def cases(folder: Path) -> set[str]:
+        return {p.name[: -len(NIFTI_SUFFIX)] for p in folder.iterdir() if p.name.endswith(NIFTI_SUFFIX)}
+
+    preds, refs = cases(pred_dir), cases(ref_dir)
+    if not refs:
+        raise DataError(f"{ref_dir}: no {NIFTI_SUFFIX} reference labels found; give the labelsTr/labelsTs folder")
+    return sorted(preds & refs), sorted(refs - preds), sorted(preds - refs)
+
+
+def _score_one(task: tuple) -> tuple[str, dict]:
+    case, pred_path, ref_path, protocol, connectivity, render_dir, cl_dice = task
+    score = score_files_or_arrays(pred_path, ref_path, None, protocol, connectivity,
+                                  keep_false_positives=render_dir is not None, cl_dice=cl_dice)
+    if render_dir is not None:
+        from .render import render_case
+
+        render_case(score, Path(render_dir) / f"{case}.png", title=case)
+    return case, score.metrics
+
+
+def evaluate_folder(
+    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: str = "paper", connectivity: int = 6,
+    num_processes: int = 1, allow_missing: bool = False, render_dir: str | os.PathLike | None = None,
+    progress: bool = True, cl_dice: bool = True,
+) -> dict:
+    """Score every ``CASE.nii.gz`` of ``pred_dir`` against ``ref_dir/CASE.nii.gz``.
+
+    References without a prediction are an error (DataError listing them) unless ``allow_missing``.
+    ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
+    per case. ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
+    """
+    check_protocol(protocol)
+    if num_processes < 1:
+        raise ValueError(f"num_processes must be >= 1, got {num_processes}")
+    paired, missing, extra = pair_cases(pred_dir, ref_dir)
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise DataError(f"{pred_dir}: no prediction for {len(missing)} reference case(s): {shown}; "
+                        f"predict them or pass --allow-missing to score only the cases present")
+    if missing:
+        print(f"evaluate: skipping {len(missing)} reference case(s) without prediction: {', '.join(missing)}",
+              file=sys.stderr)
+    if extra:
+        print(f"evaluate: ignoring {len(extra)} prediction(s) without reference: {', '.join(extra)}", file=sys.stderr)
+    if not paired:
+        raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
+    tasks = [
+        (case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
+         connectivity, None if render_dir is None else str(render_dir), cl_dice)
+        for case in paired
+    ]
+    results: dict[str, dict] = {}
+    bar = tqdm(total=len(tasks), desc="evaluate", unit="case", disable=not progress)
+    try:
+        if num_processes == 1 or len(tasks) == 1:
+            for task in tasks:
+                case, metrics = _score_one(task)
+                results[case] = metrics
+                bar.update()
+        else:
+            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                                  else "spawn")
+            with context.Pool(min(num_processes, len(tasks))) as pool:
+                for case, metrics in pool.imap_unordered(_score_one, tasks):
+                    results[case] = metrics
+                    bar.update()
+    finally:
+        bar.close()
+    return summarise({case: results[case] for case in paired}, protocol)
