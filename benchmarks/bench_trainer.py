@@ -1,0 +1,221 @@
+"""Training-iteration time and peak memory of the airway trainers against nnU-Net's own, and prediction time.
+
+    python benchmarks/bench_trainer.py                       # CPU-sized defaults
+    python benchmarks/bench_trainer.py --shape 160 224 224 --predict-shape 400 512 512 --features 32 64 128 256 320
+
+Writes phantoms, runs the real nnUNetv2_plan_and_preprocess (3d_fullres) in a temporary folder, then measures
+each trainer in its own process on the same plans (optionally with narrower --features):
+  * ms per training iteration, data loading included (``train_step(next(dataloader))``), after warm-up;
+  * peak memory of training: CUDA max_memory_allocated, or on CPU the rise of the process's peak RSS over
+    its RSS after initialisation (an approximation: allocator caching and the data loader count too);
+  * prediction (nnUNetPredictor sliding window with mirroring, random weights) of one --predict-shape volume,
+    FRAD vs Baseline.
+Prints ratios against the Baseline (same five-scale U-Net without FR/AD) measured in the same run.
+Goals (issue 4): FRAD <= 1.15x time and <= 1.25x memory of Baseline; prediction <= 1.1x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TRAINERS = {
+    "nnUNetTrainer": "nnunetv2.training.nnUNetTrainer.nnUNetTrainer",
+    "nnUNetTrainerAirwayBaseline": "nnunet_airway.trainers.variants",
+    "nnUNetTrainerAirwayFRAD": "nnunet_airway.trainers.variants",
+}
+PREDICTED = ["nnUNetTrainerAirwayBaseline", "nnUNetTrainerAirwayFRAD"]
+DATASET_ID = 950
+DATASET = f"Dataset{DATASET_ID}_AirwayBench"
+PLANS = "nnUNetPlansBench"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def rss_mib() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+# ---------------------------------------------------------------- child: one trainer, one measurement
+def measure(args: argparse.Namespace) -> dict:
+    import importlib
+
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    device = torch.device(args.device)
+    root = Path(os.environ["nnUNet_preprocessed"]) / DATASET
+    plans = load_json(str(root / f"{PLANS}.json"))
+    plans["continue_training"] = False
+    dataset_json = load_json(str(root / "dataset.json"))
+    trainer_class = getattr(importlib.import_module(TRAINERS[args.child]), args.child)
+    trainer = trainer_class(plans, "3d_fullres", 0, dataset_json, device=device)
+    trainer.initialize()
+    result: dict = {"trainer": args.child}
+    if args.mode == "train":
+        loader, _ = trainer.get_dataloaders()
+        trainer.network.train()
+        for _ in range(args.warmup):
+            trainer.train_step(next(loader))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        rss_before = rss_mib()
+        start = time.perf_counter()
+        for _ in range(args.iterations):
+            trainer.train_step(next(loader))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            result["peak_mib"] = peak_rss_mib() - rss_before
+        result["ms_per_iteration"] = 1000 * (time.perf_counter() - start) / args.iterations
+    else:
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
+                                    perform_everything_on_device=device.type == "cuda", device=device,
+                                    verbose=False, allow_tqdm=False)
+        trainer.set_deep_supervision_enabled(False)
+        predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager, None,
+                                        dataset_json, args.child, (0, 1, 2))
+        volume = torch.randn(1, *args.predict_shape, generator=torch.Generator().manual_seed(0))
+        predictor.predict_sliding_window_return_logits(torch.randn(1, *trainer.configuration_manager.patch_size))
+        start = time.perf_counter()
+        predictor.predict_sliding_window_return_logits(volume)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        result["predict_s"] = time.perf_counter() - start
+    return result
+
+
+# ---------------------------------------------------------------- parent: data set, processes, table
+def prepare(root: Path, args: argparse.Namespace) -> dict[str, str]:
+    from nnunet_airway.io import write_image, write_json
+    from nnunet_airway.phantoms import generate_phantom
+
+    raw = root / "raw" / DATASET
+    for index in range(args.cases):
+        phantom = generate_phantom(seed=index, shape_zyx=tuple(args.shape))
+        write_image(raw / "imagesTr" / f"phantom_{index:03d}_0000.nii.gz", phantom.ct, phantom.geometry)
+        write_image(raw / "labelsTr" / f"phantom_{index:03d}.nii.gz", phantom.label, phantom.geometry)
+    write_json(raw / "dataset.json", {"channel_names": {"0": "CT"}, "labels": {"background": 0, "airway": 1},
+                                      "numTraining": args.cases, "file_ending": ".nii.gz"})
+    env = {**os.environ, "nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "preprocessed"),
+           "nnUNet_results": str(root / "results"), "nnUNet_compile": os.environ.get("nnUNet_compile", "f")}
+    env.pop("nnUNet_n_proc_DA", None)  # plan_and_preprocess fails with 0
+    subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres",
+                    "-np", "1", "-npfp", "1"], env=env, check=True, capture_output=True)
+    preprocessed = root / "preprocessed" / DATASET
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    plans["plans_name"] = PLANS
+    config = plans["configurations"]["3d_fullres"]
+    if args.features:
+        n_stages = config["architecture"]["arch_kwargs"]["n_stages"]
+        features = (args.features + [args.features[-1]] * n_stages)[:n_stages]
+        config["architecture"]["arch_kwargs"]["features_per_stage"] = features
+    if args.batch_size:
+        config["batch_size"] = args.batch_size
+    write_json(preprocessed / f"{PLANS}.json", plans)
+    write_json(preprocessed / "splits_final.json", [{"train": [f"phantom_{i:03d}" for i in range(args.cases)],
+                                                     "val": ["phantom_000"]}])
+    return env
+
+
+def run_child(env: dict[str, str], args: argparse.Namespace, trainer: str, mode: str) -> dict:
+    argv = [sys.executable, __file__, "--child", trainer, "--mode", mode, "--device", args.device,
+            "--iterations", str(args.iterations), "--warmup", str(args.warmup),
+            "--predict-shape", *map(str, args.predict_shape)]
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=3, default=[64, 96, 96], help="phantom shape (Z Y X)")
+    parser.add_argument("--cases", type=int, default=2)
+    parser.add_argument("--features", type=int, nargs="*", default=[8, 16, 32, 64, 64],
+                        help="features per stage (padded with the last); none = the plans' own")
+    parser.add_argument("--batch-size", type=int, default=0, help="0 = the plans' batch size")
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians are reported")
+    parser.add_argument("--predict-shape", type=int, nargs=3, default=[96, 160, 160])
+    parser.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="train", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench_trainer_") as tmp:
+        env = prepare(Path(tmp), args)
+        if args.device == "cpu":
+            env.setdefault("nnUNet_n_proc_DA", "0")
+        plans = json.loads((Path(tmp) / "preprocessed" / DATASET / f"{PLANS}.json").read_text())
+        config = plans["configurations"]["3d_fullres"]
+        runs: dict[str, list[dict]] = {name: [] for name in TRAINERS}
+        predictions: dict[str, list[float]] = {name: [] for name in PREDICTED}
+        for _ in range(args.repeats):
+            for name in TRAINERS:
+                runs[name].append(run_child(env, args, name, "train"))
+            for name in PREDICTED:
+                predictions[name].append(run_child(env, args, name, "predict")["predict_s"])
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    device = "GPU " + _cuda_name() if args.device == "cuda" else f"CPU {cpu_name()} ({os.cpu_count()} cores)"
+    print(f"device: {device}; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
+    print(f"plans: patch {config['patch_size']}, batch {config['batch_size']}, features "
+          f"{config['architecture']['arch_kwargs']['features_per_stage']}, phantoms {args.shape} x {args.cases}")
+    base_ms, base_mem = median("nnUNetTrainerAirwayBaseline", "ms_per_iteration"), median(
+        "nnUNetTrainerAirwayBaseline", "peak_mib")
+    print(f"{'trainer':32s} {'ms/iter':>9s} {'x Baseline':>10s} {'peak MiB':>9s} {'x Baseline':>10s}")
+    for name in TRAINERS:
+        ms, mem = median(name, "ms_per_iteration"), median(name, "peak_mib")
+        print(f"{name:32s} {ms:9.1f} {ms / base_ms:10.2f} {mem:9.1f} {mem / base_mem:10.2f}")
+    base_s = statistics.median(predictions["nnUNetTrainerAirwayBaseline"])
+    print(f"prediction of {args.predict_shape} (sliding window, mirroring):")
+    for name in PREDICTED:
+        seconds = statistics.median(predictions[name])
+        print(f"{name:32s} {seconds:9.2f} s {seconds / base_s:10.2f}")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cuda_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The four user commands, run for real on CPU: plan_and_preprocess -> train (and --c) -> predict."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+from nnunet_airway.io import read_image
+
+
+def training_log_text(model) -> list[str]:
+    return [p.read_text() for p in sorted(model.output_folder.glob("training_log_*.txt"))]
+
+
+def test_training_writes_a_final_checkpoint_and_validates(trained_model) -> None:
+    folder = trained_model.output_folder
+    assert (folder / "checkpoint_final.pth").is_file()
+    assert (folder / "validation" / "summary.json").is_file()
+    assert (folder.parent / "plans.json").is_file()  # what the predictor rebuilds the network from
+
+
+def test_loss_is_finite_and_falls(trained_model) -> None:
+    checkpoint = torch.load(trained_model.output_folder / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+    losses = checkpoint["logging"]["train_losses"]
+    assert len(losses) == 4
+    assert all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_continue_resumes_an_interrupted_training_from_its_checkpoint(trained_model) -> None:
+    first_log, resumed_log = training_log_text(trained_model)
+    first_epochs = [int(e) for e in re.findall(r": Epoch (\d+) *$", first_log, re.MULTILINE)]
+    resumed_epochs = [int(e) for e in re.findall(r": Epoch (\d+) *$", resumed_log, re.MULTILINE)]
+    assert first_epochs == [0, 1]
+    assert resumed_epochs == [2, 3]
+    checkpoint = torch.load(trained_model.output_folder / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+    assert checkpoint["current_epoch"] == 4
+    assert not (trained_model.output_folder / "checkpoint_latest.pth").exists()  # removed when training ends
+    assert checkpoint["trainer_name"] == trained_model.dataset.test_trainer
+
+
+def test_predict_writes_masks_on_the_images_grid(trained_model) -> None:
+    dataset = trained_model.dataset
+    out = dataset.root / "predictions"
+    dataset.run(*dataset.predict_argv(dataset.test_trainer, dataset.raw / "imagesTs", out))
+    for case in dataset.test_cases:
+        image, image_geometry = read_image(dataset.raw / "imagesTs" / f"{case}_0000.nii.gz")
+        prediction, prediction_geometry = read_image(out / f"{case}.nii.gz")
+        assert prediction.shape == image.shape == dataset.shape_zyx
+        assert prediction_geometry.spacing == image_geometry.spacing
+        assert prediction_geometry.origin == image_geometry.origin
+        assert prediction_geometry.direction == image_geometry.direction
+        assert set(prediction.ravel().tolist()) <= {0, 1}

@@ -1,0 +1,92 @@
+"""Every trainer a user can name: found by nnU-Net's lookup, builds from the plans, takes a training step on a
+real batch, and its weights load strictly into the network nnUNetv2_predict builds (deep supervision off)."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import pytest
+import torch
+from nnunet_airway.trainers.base import unwrapped
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+from nnunet_airway import ChannelSE, FeatureRecalibration, ProjectExcite
+
+RECALIBRATION_TYPES = {"fr": FeatureRecalibration, "pe": ProjectExcite, "cse": ChannelSE, None: None}
+
+# trainer -> (recalibration, distillation weight, deep supervision): the paper's Table 2 rows and two extras
+EXPECTED = {
+    "nnUNetTrainerAirwayBaseline": (None, 0.0, False),
+    "nnUNetTrainerAirwayCSE": ("cse", 0.0, False),
+    "nnUNetTrainerAirwayPE": ("pe", 0.0, False),
+    "nnUNetTrainerAirwayFR": ("fr", 0.0, False),
+    "nnUNetTrainerAirwayAD": (None, 0.1, False),
+    "nnUNetTrainerAirwayFRAD": ("fr", 0.1, False),
+    "nnUNetTrainerAirwayFRAD_DS": ("fr", 0.1, True),
+    "nnUNetTrainerAirwayFRAD_Adam": ("fr", 0.1, False),
+}
+
+
+def make_trainer(name: str, dataset):
+    trainer_class = recursive_find_trainer_class_by_name(name)  # through nnUNet_extTrainer, as nnU-Net does
+    plans = dataset.tiny_plans()
+    plans["continue_training"] = False
+    dataset_json = json.loads((dataset.preprocessed / "dataset.json").read_text())
+    return trainer_class(plans, dataset.configuration, 0, dataset_json, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_trainer_builds_steps_and_loads_strictly_for_prediction(name: str, phantom_dataset, fresh_results) -> None:
+    trainer = make_trainer(name, phantom_dataset)
+    cls = type(trainer)
+    # a real class path, so DDP workers and data-loader processes can pickle it
+    assert cls.__module__ == "nnunet_airway.trainers.variants"
+    assert pickle.loads(pickle.dumps(cls)) is cls
+
+    trainer.initialize()
+    network = unwrapped(trainer.network)
+    recalibration, distillation_weight, deep_supervision = EXPECTED[name]
+    found = {type(m) for m in network.modules()} & {FeatureRecalibration, ProjectExcite, ChannelSE}
+    assert found == ({RECALIBRATION_TYPES[recalibration]} if recalibration else set())
+    assert trainer.loss.distillation_weight == distillation_weight
+    assert trainer.enable_deep_supervision == deep_supervision
+
+    train_loader, _ = trainer.get_dataloaders()
+    batch = next(train_loader)
+    assert isinstance(batch["target"], list) == deep_supervision
+    before = [p.detach().clone() for p in network.parameters()]
+    network.train()
+    loss = float(trainer.train_step(batch)["loss"])
+    assert math.isfinite(loss) and loss > 0
+    assert any(not torch.equal(b, p) for b, p in zip(before, network.parameters(), strict=True))
+
+    predictor_network = cls.build_network_architecture(
+        trainer.plans_manager, trainer.configuration_manager, trainer.num_input_channels, 2,
+        enable_deep_supervision=False)
+    predictor_network.load_state_dict(network.state_dict())  # strict
+    patch = tuple(trainer.configuration_manager.patch_size)
+    with torch.no_grad():
+        logits = predictor_network.eval()(torch.zeros(1, 1, *patch))
+    assert isinstance(logits, torch.Tensor) and logits.shape == (1, 2, *patch)
+
+
+def test_adam_variant_uses_the_papers_optimiser(phantom_dataset, fresh_results) -> None:
+    trainer = make_trainer("nnUNetTrainerAirwayFRAD_Adam", phantom_dataset)
+    trainer.initialize()
+    assert isinstance(trainer.optimizer, torch.optim.Adam)
+    group = trainer.optimizer.param_groups[0]
+    assert group["betas"] == (0.5, 0.999) and group["weight_decay"] == 0.0
+    for epoch in (0, 500, 999):
+        trainer.lr_scheduler.step(epoch)
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
+
+
+def test_compile_is_off_unless_asked_for(phantom_dataset, fresh_results, monkeypatch) -> None:
+    trainer = make_trainer("nnUNetTrainerAirwayFRAD", phantom_dataset)
+    monkeypatch.delenv("nnUNet_compile", raising=False)
+    trainer.device = torch.device("cuda")  # where nnU-Net itself would compile by default
+    assert trainer._do_i_compile() is False
+    monkeypatch.setenv("nnUNet_compile", "t")
+    assert trainer._do_i_compile() is True

@@ -1,0 +1,98 @@
+"""One nnU-Net trainer for the paper's U-Net and its Table 2 ablations; the variants only set class attributes.
+
+Overrides the fewest nnUNetTrainer methods: the network (FRADUNet from the plans), the loss (Dice + focal
++ weighted attention distillation, the decoder features fetched from the network after each forward pass),
+the deep-supervision scales of a five-scale network, and the default of torch.compile. Data pipeline,
+optimiser, schedule, checkpoints, validation and prediction are nnU-Net's; nnU-Net's own
+set_deep_supervision_enabled works because FRADUNet keeps the flag on ``decoder.deep_supervision``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+from torch._dynamo import OptimizedModule
+from torch.nn.parallel import DistributedDataParallel
+
+from nnunet_airway import DiceFocalLoss
+
+from .compat import require_nnunetv2
+from .loss import SegmentationWithDistillation
+from .network import N_SCALES, build_fradunet
+
+require_nnunetv2()  # nnunetv2 < 2.8 imports fine but cannot find these trainers: say what to install
+
+# Share of training patches centred on an airway voxel, drawn per patch (nnU-Net's default: 0.33 with
+# deterministic rounding, which at batch size 2 means one of the two patches). The paper crops its patches
+# "densely near airways"; we keep a third of them random so the network also sees bowel gas and air outside
+# the body, which the paper removed by lung masking and nnU-Net does not.
+FOREGROUND_OVERSAMPLING = 0.67
+DEFAULT_DEVICE = torch.device("cuda")  # nnUNetTrainer's default; nnUNetv2_train passes the -device choice
+
+
+def unwrapped(network: nn.Module) -> nn.Module:
+    """The FRADUNet inside DDP and/or torch.compile wrappers (where its attributes and state live)."""
+    while isinstance(network, DistributedDataParallel | OptimizedModule):
+        network = network.module if isinstance(network, DistributedDataParallel) else network._orig_mod
+    return network
+
+
+class AirwayTrainerBase(nnUNetTrainer):
+    """nnU-Net trainer building FRADUNet from the plans. Not meant to be run itself: use a variant.
+
+    Class attributes the variants set:
+        recalibration: "fr", "pe", "cse" or None (where FRADUNet recalibrates the end of every scale);
+        distillation_weight: weight of the attention-distillation term (0 switches it off; paper: 0.1);
+        deep_supervision: nnU-Net-style deep supervision (off in the paper).
+    torch.compile is off unless ``nnUNet_compile`` is set to true explicitly (not yet verified on a GPU for
+    FRADUNet's decoder-feature capture). Mixed precision on CUDA is nnU-Net's; the distillation term is
+    computed in float32.
+    """
+
+    recalibration: str | None = "fr"
+    distillation_weight: float = 0.1
+    deep_supervision: bool = False
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = DEFAULT_DEVICE) -> None:
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = self.deep_supervision
+        self.oversample_foreground_percent = FOREGROUND_OVERSAMPLING
+        self.probabilistic_oversampling = True
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        """nnU-Net >= 2.7 signature; also what nnUNetv2_predict calls (with deep supervision off)."""
+        return build_fradunet(configuration_manager, num_input_channels, num_output_channels,
+                              recalibration=cls.recalibration, distillation=cls.distillation_weight > 0,
+                              deep_supervision=enable_deep_supervision)
+
+    def _get_deep_supervision_scales(self) -> list[list[float]] | None:
+        if not self.enable_deep_supervision:
+            return None
+        strides = np.array(self.configuration_manager.pool_op_kernel_sizes[:N_SCALES], dtype=float)
+        return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
+
+    def _build_loss(self) -> SegmentationWithDistillation:
+        segmentation: nn.Module = DiceFocalLoss()
+        if self.enable_deep_supervision:
+            # nnU-Net's weighting: halve per scale, drop the coarsest (a tiny weight under DDP without compile,
+            # where an unused output makes DDP complain), normalise to 1
+            weights = 0.5 ** np.arange(len(self._get_deep_supervision_scales()))
+            weights[-1] = 1e-6 if self.is_ddp and not self._do_i_compile() else 0.0
+            segmentation = DeepSupervisionWrapper(segmentation, weights / weights.sum())
+        return SegmentationWithDistillation(segmentation, self.distillation_weight,
+                                            decoder_features=lambda: unwrapped(self.network).pop_decoder_features())
+
+    def _do_i_compile(self) -> bool:
+        if os.environ.get("nnUNet_compile", "").lower() not in ("true", "1", "t"):
+            return False
+        return super()._do_i_compile()
