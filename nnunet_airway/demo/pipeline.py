@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,19 +22,20 @@ from .stages import Ledger, Stage, run_stages
 DATASET_ID = 990
 DATASET_NAME = "AirwayPhantomDemo"
 DATASET_FOLDER = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
-TRAINER = "nnUNetTrainerAirwayFRAD_Demo"
+TRAINER = "nnUNetTrainerAirwayFRAD_Budget"
 PLANS = "nnUNetAirwayDemoPlans"
 CONFIGURATION = "3d_fullres"
 FOLD = "0"
 MIN_FREE_DISK_BYTES = 2 * 1024**3
-# the demo network: nnU-Net's plan for the phantoms, with fewer features so it trains on a laptop CPU
-DEMO_FEATURES_CAP = 128
-DEMO_FEATURES_BASE = 16
+# The demo network: nnU-Net's plan for the phantoms with fewer features and a smaller patch, so that a
+# 2-core CPU runs a few hundred iterations in minutes (the full plan takes over 10 s per iteration there).
+DEMO_FEATURES = (8, 16, 32, 64, 64)
+DEMO_PATCH_ZYX = (48, 64, 64)
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What a demo work dir is made with (recorded in its ledger; a rerun must use the same)."""
+    """What a demo work dir is made with; a rerun must use the same data settings (all but the budget)."""
 
     cases: int = 8
     test_cases: int = 2
@@ -58,7 +60,9 @@ class DemoPipeline:
         self.device = device
         self.echo = echo
         self.folders = nnunet_folders(workdir)
-        self.env = {**os.environ, **self.folders, "nnUNet_compile": os.environ.get("nnUNet_compile", "f")}
+        # unbuffered, so nnU-Net's progress reaches the log and the progress bar as it happens
+        self.env = {**os.environ, **self.folders, "nnUNet_compile": os.environ.get("nnUNet_compile", "f"),
+                    "PYTHONUNBUFFERED": "1"}
         from ..trainers.shims import shim_folder  # the folder nnU-Net searches for our trainers
 
         self.env["nnUNet_extTrainer"] = os.pathsep.join(
@@ -122,12 +126,14 @@ class DemoPipeline:
 
     def train(self) -> dict[str, Any]:
         budget_s = self.settings.budget_minutes * 60
-        env = {**self.env, "NNUNET_AIRWAY_TIME_BUDGET_S": str(budget_s), "nnUNet_n_proc_DA": "0"}
+        env = {key: value for key, value in self.env.items() if key != "NNUNET_AIRWAY_EPOCHS"}
+        env.update({"NNUNET_AIRWAY_TIME_BUDGET_S": str(budget_s), "NNUNET_AIRWAY_SEED": str(self.settings.seed),
+                    "nnUNet_n_proc_DA": "0"})
         command = ["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, FOLD, "-tr", TRAINER, "-p", PLANS,
                    "-device", self.device]
         if (self.model_dir / f"fold_{FOLD}" / "checkpoint_latest.pth").exists():
             command.append("--c")
-        progress = TrainingProgress(budget_s, self.echo)
+        progress = TrainingProgress(budget_s)
         try:
             run_logged(command, env, self.log, progress.on_line)
         finally:
@@ -176,8 +182,8 @@ class DemoPipeline:
     def run(self) -> dict[str, Any]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         check_free_disk(self.workdir)
-        ledger = Ledger(self.workdir / "demo_state.json", {**asdict(self.settings), "device": self.device,
-                                                          **self.folders})
+        identity = {key: value for key, value in asdict(self.settings).items() if key != "budget_minutes"}
+        ledger = Ledger(self.workdir / "demo_state.json", {**identity, **self.folders})
         run_stages(self.stages(), ledger, self.echo)
         return ledger.state
 
@@ -190,16 +196,20 @@ def check_free_disk(folder: Path, needed: int = MIN_FREE_DISK_BYTES) -> None:
 
 
 def write_demo_plans(preprocessed_dataset_dir: Path) -> Path:
-    """Copy nnU-Net's plans as ``nnUNetAirwayDemoPlans.json`` with a narrower network for CPU training.
+    """Copy nnU-Net's plans as ``nnUNetAirwayDemoPlans.json`` with a narrower network and a smaller patch.
 
     The data identifier is kept, so training reads the data nnUNetv2_plan_and_preprocess already wrote.
     """
     source = preprocessed_dataset_dir / "nnUNetPlans.json"
     plans = json.loads(source.read_text())
     plans["plans_name"] = PLANS
-    arch = plans["configurations"][CONFIGURATION]["architecture"]["arch_kwargs"]
-    arch["features_per_stage"] = [min(DEMO_FEATURES_BASE * 2**i, DEMO_FEATURES_CAP)
-                                  for i in range(len(arch["features_per_stage"]))]
+    configuration = plans["configurations"][CONFIGURATION]
+    arch = configuration["architecture"]["arch_kwargs"]
+    if arch["n_stages"] != len(DEMO_FEATURES):
+        raise DataError(f"{source}: nnU-Net planned {arch['n_stages']} stages for the demo phantoms, the demo "
+                        f"network needs {len(DEMO_FEATURES)}; remove {preprocessed_dataset_dir} and rerun")
+    arch["features_per_stage"] = list(DEMO_FEATURES)
+    configuration["patch_size"] = list(DEMO_PATCH_ZYX)
     return write_json(preprocessed_dataset_dir / f"{PLANS}.json", plans)
 
 
@@ -210,21 +220,17 @@ class TrainingProgress:
     _DICE = re.compile(r"Pseudo dice \[(.*)\]")
     _LOSS = re.compile(r"train_loss (-?[\d.]+)")
 
-    def __init__(self, budget_s: float, echo) -> None:
+    def __init__(self, budget_s: float) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=int(budget_s), desc="training", unit="s", bar_format="{l_bar}{bar}| {n:.0f}/{total} s "
-                        "{postfix}")
+        self.bar = tqdm(total=int(budget_s), desc="training", unit="s",
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total} s {postfix}")
         self.epochs = 0
         self.pseudo_dice: float | None = None
         self.train_loss: float | None = None
-        self._start = None
+        self._start = time.perf_counter()
 
     def on_line(self, line: str) -> None:
-        import time
-
-        if self._start is None:
-            self._start = time.perf_counter()
         text = line.split(": ", 1)[-1].strip()
         if match := self._EPOCH.match(text):
             self.epochs = int(match.group(1)) + 1
@@ -233,13 +239,11 @@ class TrainingProgress:
         elif match := self._DICE.search(text):
             values = [float(v) for v in re.findall(r"-?[\d.]+", match.group(1))]
             self.pseudo_dice = values[0] if values else None
-        elapsed = min(time.perf_counter() - self._start, self.bar.total)
-        self.bar.n = elapsed
-        self.bar.set_postfix(epoch=self.epochs, loss=self.train_loss, pseudo_dice=self.pseudo_dice, refresh=True)
+        else:
+            return
+        self.bar.n = min(time.perf_counter() - self._start, self.bar.total)
+        self.bar.set_postfix(epoch=self.epochs, train_loss=self.train_loss, pseudo_dice=self.pseudo_dice)
 
     def close(self) -> None:
         self.bar.close()
 
-
-def settings_summary(settings: DemoSettings) -> dict[str, Any]:
-    return asdict(settings)

@@ -31,6 +31,7 @@ class Ledger:
 
     def __init__(self, path: Path, settings: dict[str, Any]) -> None:
         self.path = path
+        settings = json.loads(json.dumps(settings))  # as it reads back from the file (tuples become lists)
         self.state: dict[str, Any] = {"settings": settings, "stages": {}}
         if path.exists():
             previous = json.loads(path.read_text())
