@@ -1,8 +1,7 @@
 """Benchmark: time and peak memory of ``evaluate_case`` on one full-size (512 x 512 x 400) case.
 
 Goal (issue 6): <= 5 s and <= 1.5 GB per case on one core. The case is a phantom from
-``nnunet_airway.phantoms`` (a synthetic full-size tree is drawn instead when the generator is absent);
-the prediction is the reference shifted by one voxel along x plus a leak, so every metric is non-trivial.
+``nnunet_airway.phantoms``; the prediction is the reference shifted by one voxel along x plus a leak, so every metric is non-trivial.
 Each measurement runs in a fresh single-threaded process; the baseline, measured in the same run, is
 the Lee skeleton of the uncropped volume, the step a whole-volume implementation starts with.
 
@@ -34,56 +33,13 @@ def _cpu_name() -> str:
         return platform.processor() or "unknown CPU"
 
 
-def _synthetic_tree(shape: tuple[int, int, int], spacing_zyx: tuple[float, float, float],
-                    generations: int = 8) -> np.ndarray:
-    """A full-size binary tree (2**(generations+1) - 1 branches) whose bifurcation planes turn by 90 degrees."""
-    volume = np.zeros(shape, dtype=np.uint8)
-    spacing = np.asarray(spacing_zyx)
-
-    def tube(p0: np.ndarray, p1: np.ndarray, radius: float) -> None:
-        lo = np.maximum(np.floor((np.minimum(p0, p1) - radius) / spacing).astype(int) - 1, 0)
-        hi = np.minimum(np.ceil((np.maximum(p0, p1) + radius) / spacing).astype(int) + 2, shape)
-        if np.any(hi <= lo):
-            return
-        grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi, strict=True)], indexing="ij"),
-                        axis=-1) * spacing
-        d = p1 - p0
-        t = np.clip(((grid - p0) @ d) / float(d @ d), 0, 1)
-        inside = np.linalg.norm(grid - (p0 + t[..., None] * d), axis=-1) <= radius
-        volume[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] |= inside.astype(np.uint8)
-
-    def grow(start: np.ndarray, direction: np.ndarray, normal: np.ndarray, level: int, length: float,
-             radius: float) -> None:
-        end = start + length * direction
-        tube(start, end, radius)
-        if level < generations:
-            side = np.cross(direction, normal)
-            side /= np.linalg.norm(side)
-            for sign in (-1, 1):
-                child = np.cos(np.radians(35)) * direction + sign * np.sin(np.radians(35)) * side
-                grow(end, child, side, level + 1, length * 0.8, radius * 0.8)
-
-    centre = np.asarray(shape) * spacing / 2
-    grow(np.array([5.0, centre[1], centre[2]]), np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), 0, 60.0, 8.0)
-    return volume
-
-
 def make_case(folder: Path, shape: tuple[int, int, int], seed: int) -> str:
-    from nnunet_airway.io import Geometry, write_image
+    from nnunet_airway.io import write_image
+    from nnunet_airway.phantoms import generate_phantom
 
-    try:
-        from nnunet_airway.phantoms import generate_phantom
-    except ImportError:
-        generate_phantom = None
-    if generate_phantom is not None:
-        phantom = generate_phantom(seed, shape_zyx=shape)
-        label, geometry = phantom.label, phantom.geometry
-        source = f"phantom seed {seed} ({phantom.truth.get('n_labelled_branches')} labelled branches)"
-    else:
-        spacing_zyx = (0.8, 0.7, 0.7)
-        label = _synthetic_tree(shape, spacing_zyx)
-        geometry = Geometry(spacing=spacing_zyx[::-1])
-        source = "synthetic 8-generation tree (phantom generator not installed)"
+    phantom = generate_phantom(seed, shape_zyx=shape)
+    label, geometry = phantom.label, phantom.geometry
+    source = f"phantom seed {seed} ({phantom.truth['n_labelled_branches']} labelled branches)"
     prediction = np.roll(label, 1, axis=2)
     coords = np.argwhere(label)
     z, y, x = coords[np.argmax(coords[:, 0])]

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one PNG per case: tree projection and BD per generation")
     parser.add_argument("--no-cldice", action="store_true",
-                        help="skip clDice (saves the prediction's skeleton, about 40%% of the time per case)")
+                        help="skip clDice (saves the prediction's skeleton, about 20%% of the time per case)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="score only the reference cases that have a prediction")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -32,18 +32,20 @@ def _project(points: np.ndarray, spacing_zyx: tuple[float, float, float]) -> tup
 
 
 def render_case(score: CaseScore, path: str | os.PathLike, title: str = "") -> None:
-    """Write a PNG of one scored case (atomic write). The projection runs along the array's second axis."""
+    """Write a PNG of one scored case (atomic write). The projection runs along the array's second axis (Y);
+    the first axis (Z) points up, the third (X) to the right, both in mm."""
     ref = score.reference
     spacing = score.spacing_zyx
     fig, (ax_tree, ax_gen) = plt.subplots(1, 2, figsize=(12, 6), gridspec_kw={"width_ratios": [3, 2]})
     silhouette = ref.mask.any(axis=1)
     z0, x0 = ref.box[0].start, ref.box[2].start
     extent = (x0 * spacing[2], (x0 + silhouette.shape[1]) * spacing[2],
-              (z0 + silhouette.shape[0]) * spacing[0], z0 * spacing[0])
-    ax_tree.imshow(silhouette, cmap="Greys", alpha=0.15, extent=extent, interpolation="nearest", aspect="equal")
+              z0 * spacing[0], (z0 + silhouette.shape[0]) * spacing[0])
+    ax_tree.imshow(silhouette, cmap="Greys", alpha=0.15, extent=extent, interpolation="nearest", aspect="equal",
+                   origin="lower")  # array z grows upwards (superior in LPS-oriented CT)
     fp = _subsample(score.false_positive_coords)
     if len(fp):
-        ax_tree.scatter(*_project(fp, spacing), s=0.5, c=FALSE_POSITIVE, alpha=0.35, linewidths=0,
+        ax_tree.scatter(*_project(fp, spacing), s=1.0, c=FALSE_POSITIVE, alpha=0.5, linewidths=0,
                         label="false positive voxels")
     layers = {DETECTED: [], MISSED: [], NOT_SCORED: []}
     for branch, detected, counted in zip(ref.tree.branches, score.branch_detected, score.branch_counted,

@@ -25,8 +25,9 @@ DEFINITIONS: dict[str, str] = {
     "spurs": "a free-ended piece whose protrusion (length + lumen radius at its tip - lumen radius at its junction, "
              "mm, radii from the Euclidean distance transform) is shorter than the lumen radius at its junction is "
              "pruned as a bump; junctions left with two branches are dissolved.",
-    "loops": "cycles are broken by a maximum spanning tree on branch width (median lumen radius): in every cycle "
-             "the narrowest branch is removed and not counted; loops_broken counts the removed branches.",
+    "loops": "cycles are broken by keeping, for every branching point, the widest path from the trachea (whose "
+             "narrowest branch, by median lumen radius, is widest; among equally wide paths the shortest in mm); "
+             "every branch on no such path is removed and not counted; loops_broken counts them.",
     "trachea": "the free-ended branch with the largest median lumen radius (no orientation assumed), generation 0; "
                "its zone is every voxel nearer to its centreline than to any other tree centreline voxel and "
                "within twice its largest radius plus two voxels.",
@@ -49,8 +50,8 @@ DEFINITIONS: dict[str, str] = {
 }
 
 PROTOCOL_DEFINITIONS = {
-    "paper": "Qin et al. 2020: the trachea (branch and zone) is excluded from BD, TD, TD_mm, TPR, FPR and precision; "
-             "DSC and clDice include it.",
+    "paper": "Qin et al. 2020: the trachea branch is excluded from BD, TD and TD_mm, its zone from TPR, FPR and "
+             "precision (also from FPR's background); DSC and clDice include it.",
     "atm22": "ATM'22 evaluation: nothing is excluded; the trachea counts as a branch of generation 0.",
 }
 

@@ -5,9 +5,10 @@ Rules (applied in this order; every count is reported):
    a free-ended or isolated one is dropped, one between two junction clusters is merged into them
    (the two junctions become one branching point), as the ATM'22 code drops them.
 2. Only the connected part of the skeleton holding the most voxels is kept.
-3. Cycles are broken by a maximum spanning tree on branch width (median lumen radius): of every cycle the
-   narrowest branch is removed (the tree keeps the widest, maximum-bottleneck path from the trachea to
-   every branching point). Each removed branch is one loop broken; it is neither a branch nor tree length.
+3. Cycles are broken by keeping, for every branching point, the widest path from the trachea (the path
+   whose narrowest branch, by median lumen radius, is widest; among equally wide paths the shortest in
+   mm): every branch on no such path is removed. Each removed branch is one loop broken; it is neither a
+   branch nor tree length. The trachea (rule 6) is found first; it cannot lie on a cycle.
 4. Terminal spurs are pruned: a free-ended branch whose protrusion beyond its parent's lumen,
    ``length + r_tip - r_junction``, is shorter than the lumen radius at its junction ``r_junction`` is a
    bump on a wide tube, not a branch. Shortest protrusions first; a junction is never pruned below 2 branches.
@@ -18,6 +19,7 @@ Rules (applied in this order; every count is reported):
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -240,24 +242,46 @@ class _TreeBuilder:
                     self.edges.pop(e)
             del self.nodes[n]
 
+    def _edge_key(self, e: int) -> tuple[float, float, int]:
+        """Sort key of the widest (then longest) edge first; rounded so ties do not hinge on float noise."""
+        return (-round(self.edge_radius(e), 6), -round(self.edge_length(e), 6), e)
+
+    def root_leaf(self) -> int | None:
+        """The free end of the widest free-ended branch (the trachea's top); None without branches."""
+        terminal = [e for e, edge in self.edges.items() if any(self.nodes[n].is_leaf for n in edge.ends)]
+        if not terminal:
+            return None
+        ends = self.edges[min(terminal, key=self._edge_key)].ends
+        return ends[0] if self.nodes[ends[0]].is_leaf else ends[1]
+
     def break_cycles(self) -> int:
-        """Kruskal maximum spanning tree on branch width; returns the number of branches removed."""
-        parent = {n: n for n in self.nodes}
-
-        def find(n: int) -> int:
-            while parent[n] != n:
-                parent[n] = parent[parent[n]]
-                n = parent[n]
-            return n
-
-        ranked = sorted(self.edges, key=lambda e: (-round(self.edge_radius(e), 6), -round(self.edge_length(e), 6), e))
-        removed = []
-        for e in ranked:
-            ru, rv = (find(n) for n in self.edges[e].ends)
-            if ru == rv:
-                removed.append(e)
-            else:
-                parent[ru] = rv
+        """Keep, for every node, the widest path from the root (the path whose narrowest branch is widest;
+        among equally wide paths the shortest in mm); remove every other branch. Returns how many."""
+        root = self.root_leaf()
+        if root is None:
+            if not self.edges:
+                return 0
+            root = self.edges[min(self.edges, key=self._edge_key)].ends[0]
+        width = {e: round(self.edge_radius(e), 6) for e in self.edges}
+        length = {e: self.edge_length(e) for e in self.edges}
+        best: dict[int, tuple[float, float]] = {root: (-np.inf, 0.0)}  # (-bottleneck width, path length)
+        via: dict[int, int] = {}
+        heap = [(-np.inf, 0.0, root)]
+        done: set[int] = set()
+        while heap:
+            neg_width, path_length, n = heapq.heappop(heap)
+            if n in done:
+                continue
+            done.add(n)
+            for e in sorted(set(self.nodes[n].edges)):
+                m = self.other_end(e, n)
+                if m in done:
+                    continue
+                key = (max(neg_width, -width[e]), path_length + length[e])
+                if m not in best or key < best[m]:
+                    best[m], via[m] = key, e
+                    heapq.heappush(heap, (*key, m))
+        removed = [e for e in self.edges if e not in set(via.values())]
         for e in removed:
             self.remove_edge(e)
         return len(removed)
@@ -288,12 +312,10 @@ class _TreeBuilder:
     def to_tree(self, loops_broken: int, spurs_pruned: int, pieces_dropped: int) -> AirwayTree:
         junction_voxels = [np.concatenate(n.voxels) for n in self.nodes.values() if not n.is_leaf and n.voxels]
         junction_array = np.concatenate(junction_voxels) if junction_voxels else np.zeros(0, dtype=np.int64)
-        terminal = [e for e, edge in self.edges.items() if any(self.nodes[n].is_leaf for n in edge.ends)]
         branches: list[Branch] = []
-        if terminal:
-            root_edge = max(terminal, key=lambda e: (round(self.edge_radius(e), 6), round(self.edge_length(e), 6), -e))
-            ends = self.edges[root_edge].ends
-            root_node = ends[0] if self.nodes[ends[0]].is_leaf else ends[1]
+        root_node = self.root_leaf()
+        if root_node is not None:
+            root_edge = self.nodes[root_node].edges[0]
             ids: dict[int, int] = {}
             queue = deque([(root_edge, root_node, None, 0)])
             while queue:

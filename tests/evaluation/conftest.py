@@ -117,10 +117,20 @@ def with_loop() -> tuple[np.ndarray, tuple]:
     return draw_tubes((46, 24, 48), [*Y_SEGMENTS, *bridge]), ISO
 
 
+def ladder() -> tuple[np.ndarray, tuple]:
+    # a trachea on the top rung of a ladder (two rails, a thin middle rung, a thin bottom rung): two cycles
+    wide, thin = 3.0, 1.5
+    segments = [((2, 10, 24), (14, 10, 24), 4.0), ((14, 10, 12), (14, 10, 36), wide),
+                ((14, 10, 12), (54, 10, 12), wide), ((14, 10, 36), (54, 10, 36), wide),
+                ((34, 10, 12), (34, 10, 36), thin), ((54, 10, 12), (54, 10, 36), thin)]
+    return draw_tubes((60, 20, 48), segments), ISO
+
+
 CASE_BUILDERS: dict[str, Case] = {
     "tube": tube, "Y": y_shape, "three generations": generations(3), "four generations": generations(4),
     "anisotropic spacing": generations(3, ANISO), "flipped axes": flipped, "transposed axes": transposed,
     "truncated trachea": truncated_trachea, "spurs": with_spurs, "island": with_island, "loop": with_loop,
+    "ladder": ladder,
 }
 
 

@@ -54,6 +54,17 @@ def test_loop_is_broken_once_and_reported(airway_case: AirwayCase) -> None:
     assert evaluate_case(y, y, protocol="atm22")["loops_broken"] == 0
 
 
+def test_two_cycles_keep_the_widest_paths(airway_case: AirwayCase) -> None:
+    # the ladder's graph: trachea, top rung halves to the middle junctions, middle rung, and the path
+    # rail-bottom rung-rail; the two cycles lose their narrowest members (middle rung, bottom path),
+    # leaving the trachea and two branches down the rails
+    volume, spacing = airway_case("ladder")
+    metrics = evaluate_case(volume, volume, spacing=spacing, protocol="atm22")
+    assert metrics["loops_broken"] == 2
+    assert metrics["branches_reference"] == 3
+    assert metrics["BD"] == 100.0
+
+
 def test_generations_are_counted_from_the_trachea(airway_case: AirwayCase) -> None:
     volume, spacing = airway_case("three generations")
     by_generation = evaluate_case(volume, volume, spacing=spacing, protocol="atm22")["BD_by_generation"]

@@ -88,3 +88,16 @@ def test_bad_arguments_are_reported(airway_case: AirwayCase) -> None:
         evaluate_case(reference, np.zeros_like(reference))
     with pytest.raises(ValueError, match="connectivity"):
         evaluate_case(reference, reference, connectivity=8)
+
+
+def test_paper_protocol_leaves_the_trachea_zone_out(airway_case: AirwayCase) -> None:
+    reference, _ = airway_case("Y")
+    prediction = reference.copy()
+    prediction[8:12, 10:14, 27:31] = 1  # a leak on the trachea's wall (trachea: x = 24, radius 4, z 3-20)
+    false_positive = int(np.count_nonzero(prediction & (reference == 0)))
+    assert false_positive > 0
+    paper = evaluate_case(prediction, reference, protocol="paper")
+    atm22 = evaluate_case(prediction, reference, protocol="atm22")
+    assert paper["FPR"] == 0.0 and paper["precision"] == 100.0
+    assert atm22["FPR"] == pytest.approx(100.0 * false_positive / (reference.size - np.count_nonzero(reference)))
+    assert paper["DSC"] == atm22["DSC"] < 100.0
