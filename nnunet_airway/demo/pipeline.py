@@ -213,6 +213,12 @@ def write_demo_plans(preprocessed_dataset_dir: Path) -> Path:
     return write_json(preprocessed_dataset_dir / f"{PLANS}.json", plans)
 
 
+def first_number(text: str) -> float | None:
+    """The first decimal number in ``text`` ("[(0.71), 0.2]" -> 0.71), or None."""
+    match = re.search(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)
+    return float(match.group(0)) if match else None
+
+
 class TrainingProgress:
     """A progress bar over the training time budget, fed by nnU-Net's console lines."""
 
@@ -237,8 +243,7 @@ class TrainingProgress:
         elif match := self._LOSS.search(text):
             self.train_loss = float(match.group(1))
         elif match := self._DICE.search(text):
-            values = [float(v) for v in re.findall(r"-?[\d.]+", match.group(1))]
-            self.pseudo_dice = values[0] if values else None
+            self.pseudo_dice = first_number(match.group(1).replace("np.float32", "").replace("np.float64", ""))
         else:
             return
         self.bar.n = min(time.perf_counter() - self._start, self.bar.total)
