@@ -45,11 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import DemoPipeline, DemoSettings, resolve_device
+    from .pipeline import TRAINER, DemoSettings, PhantomExperiment, resolve_device
     from .report import print_report
 
     settings = DemoSettings(cases=args.cases, budget_minutes=args.budget_minutes, seed=args.seed)
-    pipeline = DemoPipeline(args.workdir.resolve(), settings, resolve_device(args.device))
+    pipeline = PhantomExperiment(args.workdir.resolve(), settings, resolve_device(args.device), (TRAINER,))
     state = pipeline.run()
     print_report(pipeline, state)
     return 0

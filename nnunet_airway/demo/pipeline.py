@@ -1,4 +1,6 @@
-"""The demo's stages: phantoms -> nnU-Net raw -> plan and preprocess -> train -> predict -> evaluate.
+"""A phantom experiment: phantoms -> nnU-Net raw -> plan and preprocess -> per trainer: train -> predict ->
+evaluate. ``nnunet-airway demo`` runs it with one trainer on a time budget; ``benchmarks/thin_branches.py``
+with the Table 2 trainers on the same epoch budget.
 
 Every stage is safe to run again over its own partial output, so the ledger in ``stages`` can resume.
 """
@@ -10,7 +12,8 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,6 @@ from .stages import Ledger, Stage, run_stages
 
 DATASET_ID = 990
 DATASET_NAME = "AirwayPhantomDemo"
-DATASET_FOLDER = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
 TRAINER = "nnUNetTrainerAirwayFRAD_Budget"
 PLANS = "nnUNetAirwayDemoPlans"
 CONFIGURATION = "3d_fullres"
@@ -35,13 +37,21 @@ DEMO_PATCH_ZYX = (48, 64, 64)
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What a demo work dir is made with; a rerun must use the same data settings (all but the budget)."""
+    """What a work dir is made with; a rerun must use the same data settings (all but the budget)."""
 
     cases: int = 8
     test_cases: int = 2
     budget_minutes: float = 5.0
     seed: int = 0
     shape_zyx: tuple[int, int, int] = (80, 112, 112)
+    dataset_id: int = DATASET_ID
+    dataset_name: str = DATASET_NAME
+    features: tuple[int, ...] = DEMO_FEATURES
+    patch_zyx: tuple[int, int, int] = DEMO_PATCH_ZYX
+
+    @property
+    def dataset_folder(self) -> str:
+        return f"Dataset{self.dataset_id:03d}_{self.dataset_name}"
 
 
 def resolve_device(device: str) -> str:
@@ -53,10 +63,16 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class DemoPipeline:
-    def __init__(self, workdir: Path, settings: DemoSettings, device: str, echo=print) -> None:
+class PhantomExperiment:
+    """The stages of one work dir. ``budget``: the budget trainers' variables (see trainers/budget.py),
+    e.g. {"NNUNET_AIRWAY_TIME_BUDGET_S": "300"} or {"NNUNET_AIRWAY_EPOCHS": "20"}."""
+
+    def __init__(self, workdir: Path, settings: DemoSettings, device: str, trainers: tuple[str, ...] = (TRAINER,),
+                 budget: dict[str, str] | None = None, echo=print) -> None:
         self.workdir = workdir
         self.settings = settings
+        self.trainers = trainers
+        self.budget = budget or {"NNUNET_AIRWAY_TIME_BUDGET_S": str(settings.budget_minutes * 60)}
         self.device = device
         self.echo = echo
         self.folders = nnunet_folders(workdir)
@@ -77,19 +93,17 @@ class DemoPipeline:
 
     @property
     def raw_dir(self) -> Path:
-        return Path(self.folders["nnUNet_raw"]) / DATASET_FOLDER
+        return Path(self.folders["nnUNet_raw"]) / self.settings.dataset_folder
 
-    @property
-    def prediction_dir(self) -> Path:
-        return self.workdir / "predictions"
+    def prediction_dir(self, trainer: str) -> Path:
+        return self.workdir / "predictions" / trainer
 
-    @property
-    def evaluation_dir(self) -> Path:
-        return self.workdir / "evaluation"
+    def evaluation_dir(self, trainer: str) -> Path:
+        return self.workdir / "evaluation" / trainer
 
-    @property
-    def model_dir(self) -> Path:
-        return Path(self.folders["nnUNet_results"]) / DATASET_FOLDER / f"{TRAINER}__{PLANS}__{CONFIGURATION}"
+    def model_dir(self, trainer: str) -> Path:
+        return (Path(self.folders["nnUNet_results"]) / self.settings.dataset_folder /
+                f"{trainer}__{PLANS}__{CONFIGURATION}")
 
     # stages --------------------------------------------------------------------------------------------
     def make_phantoms(self) -> dict[str, Any]:
@@ -108,10 +122,11 @@ class DemoPipeline:
         found = folder_cases(self.phantom_dir / "images", self.phantom_dir / "labels")
         ordered = sorted(found.cases, key=lambda case: case.case_id)
         held_out = {case.case_id for case in ordered[self.settings.cases:]}
-        specs = [case.__class__(**{**case.__dict__, "test": case.case_id in held_out}) for case in ordered]
+        specs = [replace(case, test=case.case_id in held_out) for case in ordered]
         result = write_raw_dataset(
-            specs, DATASET_ID, DATASET_NAME, source="folder", out_root=self.folders["nnUNet_raw"], strict=True,
-            description="Synthetic chest CT airway phantoms written by nnunet-airway demo",
+            specs, self.settings.dataset_id, self.settings.dataset_name, source="folder",
+            out_root=self.folders["nnUNet_raw"], strict=True,
+            description="Synthetic chest CT airway phantoms written by nnunet-airway",
             reference="nnunet-airway phantom generator", licence="CC0 (synthetic)",
             inputs={"images": str(self.phantom_dir / "images"), "labels": str(self.phantom_dir / "labels")},
         )
@@ -119,71 +134,84 @@ class DemoPipeline:
 
     def plan_and_preprocess(self) -> dict[str, Any]:
         env = {key: value for key, value in self.env.items() if key != "nnUNet_n_proc_DA"}
-        run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION,
+        run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(self.settings.dataset_id), "-c", CONFIGURATION,
                     "--verify_dataset_integrity", "-np", "2"], env, self.log)
-        plans = write_demo_plans(Path(self.folders["nnUNet_preprocessed"]) / DATASET_FOLDER)
+        plans = write_demo_plans(Path(self.folders["nnUNet_preprocessed"]) / self.settings.dataset_folder,
+                                 self.settings.features, self.settings.patch_zyx)
         return {"plans": str(plans)}
 
-    def train(self) -> dict[str, Any]:
-        budget_s = self.settings.budget_minutes * 60
-        env = {key: value for key, value in self.env.items() if key != "NNUNET_AIRWAY_EPOCHS"}
-        env.update({"NNUNET_AIRWAY_TIME_BUDGET_S": str(budget_s), "NNUNET_AIRWAY_SEED": str(self.settings.seed),
-                    "nnUNet_n_proc_DA": "0"})
-        command = ["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, FOLD, "-tr", TRAINER, "-p", PLANS,
-                   "-device", self.device]
-        if (self.model_dir / f"fold_{FOLD}" / "checkpoint_latest.pth").exists():
+    def train(self, trainer: str) -> dict[str, Any]:
+        env = {key: value for key, value in self.env.items() if not key.startswith("NNUNET_AIRWAY_")}
+        env.update({**self.budget, "NNUNET_AIRWAY_SEED": str(self.settings.seed), "nnUNet_n_proc_DA": "0"})
+        command = ["nnUNetv2_train", str(self.settings.dataset_id), CONFIGURATION, FOLD, "-tr", trainer,
+                   "-p", PLANS, "-device", self.device]
+        fold_dir = self.model_dir(trainer) / f"fold_{FOLD}"
+        if (fold_dir / "checkpoint_latest.pth").exists():
             command.append("--c")
-        progress = TrainingProgress(budget_s)
+        progress = TrainingProgress(self.budget)
         try:
             run_logged(command, env, self.log, progress.on_line)
         finally:
             progress.close()
-        checkpoint = self.model_dir / f"fold_{FOLD}" / "checkpoint_final.pth"
+        checkpoint = fold_dir / "checkpoint_final.pth"
         if not checkpoint.exists():
             raise DataError(f"{checkpoint}: training ended without a final checkpoint; see {self.log}")
-        return {"checkpoint": str(checkpoint), "epochs": progress.epochs, "last_pseudo_dice": progress.pseudo_dice}
+        return {"checkpoint": str(checkpoint), "epochs": progress.epochs, "last_pseudo_dice": progress.pseudo_dice,
+                "seconds": round(progress.elapsed(), 1)}
 
-    def predict(self) -> dict[str, Any]:
-        run_logged(["nnUNetv2_predict", "-i", str(self.raw_dir / "imagesTs"), "-o", str(self.prediction_dir),
-                    "-d", str(DATASET_ID), "-c", CONFIGURATION, "-f", FOLD, "-tr", TRAINER, "-p", PLANS,
-                    "-device", self.device, "--disable_tta", "--continue_prediction", "-npp", "1", "-nps", "1"],
+    def predict(self, trainer: str) -> dict[str, Any]:
+        out = self.prediction_dir(trainer)
+        run_logged(["nnUNetv2_predict", "-i", str(self.raw_dir / "imagesTs"), "-o", str(out),
+                    "-d", str(self.settings.dataset_id), "-c", CONFIGURATION, "-f", FOLD, "-tr", trainer,
+                    "-p", PLANS, "-device", self.device, "--disable_tta", "--continue_prediction",
+                    "-npp", "1", "-nps", "1"],
                    {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
-        return {"predictions": str(self.prediction_dir)}
+        return {"predictions": str(out)}
 
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, trainer: str) -> dict[str, Any]:
         from ..evaluation import evaluate_folder
 
-        summary = evaluate_folder(self.prediction_dir, self.raw_dir / "labelsTs",
-                                  render_dir=self.evaluation_dir / "renders")
-        write_json(self.evaluation_dir / "summary.json", summary)
-        return {"summary": str(self.evaluation_dir / "summary.json"), "mean": summary["mean"]}
+        folder = self.evaluation_dir(trainer)
+        (folder / "renders").mkdir(parents=True, exist_ok=True)
+        summary = evaluate_folder(self.prediction_dir(trainer), self.raw_dir / "labelsTs",
+                                  render_dir=folder / "renders")
+        write_json(folder / "summary.json", summary)
+        return {"summary": str(folder / "summary.json"), "mean": summary["mean"], "std": summary["std"]}
 
     def _refuse_foreign_dataset_with_our_id(self) -> None:
         raw = Path(self.folders["nnUNet_raw"])
-        if raw.is_dir():
-            for other in raw.glob(f"Dataset{DATASET_ID:03d}_*"):
-                if other.name != DATASET_FOLDER:
-                    raise DataError(f"{other}: nnU-Net data set id {DATASET_ID} is taken by another data set; the "
-                                    "demo needs it: move that folder or unset the nnU-Net folder variables")
+        ours = self.settings.dataset_folder
+        for other in raw.glob(f"Dataset{self.settings.dataset_id:03d}_*") if raw.is_dir() else ():
+            if other.name != ours:
+                raise DataError(f"{other}: nnU-Net data set id {self.settings.dataset_id} is taken by another data "
+                                f"set; {ours} needs it: move that folder or unset the nnU-Net folder variables")
 
     def stages(self) -> list[Stage]:
-        return [
+        budget = ", ".join(f"{key}={value}" for key, value in self.budget.items())
+        stages = [
             Stage("phantoms", f"writing {self.settings.cases + self.settings.test_cases} synthetic CT phantoms",
                   self.make_phantoms),
             Stage("convert", f"converting them into nnU-Net raw ({self.raw_dir})", self.convert),
             Stage("plan_and_preprocess", "nnUNetv2_plan_and_preprocess (fingerprint, plans, preprocessing)",
                   self.plan_and_preprocess),
-            Stage("train", f"nnUNetv2_train {TRAINER} on {self.device} for about "
-                           f"{self.settings.budget_minutes:g} min", self.train),
-            Stage("predict", "nnUNetv2_predict on the held-out phantoms", self.predict),
-            Stage("evaluate", "airway tree metrics on the held-out phantoms", self.evaluate),
         ]
+        for trainer in self.trainers:
+            suffix = "" if len(self.trainers) == 1 else f" {trainer}"
+            stages += [
+                Stage(f"train{suffix}", f"nnUNetv2_train -tr {trainer} on {self.device} ({budget})",
+                      partial(self.train, trainer)),
+                Stage(f"predict{suffix}", f"nnUNetv2_predict -tr {trainer} on the held-out phantoms",
+                      partial(self.predict, trainer)),
+                Stage(f"evaluate{suffix}", "airway tree metrics on the held-out phantoms",
+                      partial(self.evaluate, trainer)),
+            ]
+        return stages
 
     def run(self) -> dict[str, Any]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         check_free_disk(self.workdir)
         identity = {key: value for key, value in asdict(self.settings).items() if key != "budget_minutes"}
-        ledger = Ledger(self.workdir / "demo_state.json", {**identity, **self.folders})
+        ledger = Ledger(self.workdir / "state.json", {**identity, **self.folders})
         run_stages(self.stages(), ledger, self.echo)
         return ledger.state
 
@@ -195,7 +223,8 @@ def check_free_disk(folder: Path, needed: int = MIN_FREE_DISK_BYTES) -> None:
                         f"{needed / 1024**3:.0f} GiB; free some space or choose another --workdir")
 
 
-def write_demo_plans(preprocessed_dataset_dir: Path) -> Path:
+def write_demo_plans(preprocessed_dataset_dir: Path, features: tuple[int, ...] = DEMO_FEATURES,
+                     patch_zyx: tuple[int, int, int] = DEMO_PATCH_ZYX) -> Path:
     """Copy nnU-Net's plans as ``nnUNetAirwayDemoPlans.json`` with a narrower network and a smaller patch.
 
     The data identifier is kept, so training reads the data nnUNetv2_plan_and_preprocess already wrote.
@@ -205,11 +234,11 @@ def write_demo_plans(preprocessed_dataset_dir: Path) -> Path:
     plans["plans_name"] = PLANS
     configuration = plans["configurations"][CONFIGURATION]
     arch = configuration["architecture"]["arch_kwargs"]
-    if arch["n_stages"] != len(DEMO_FEATURES):
-        raise DataError(f"{source}: nnU-Net planned {arch['n_stages']} stages for the demo phantoms, the demo "
-                        f"network needs {len(DEMO_FEATURES)}; remove {preprocessed_dataset_dir} and rerun")
-    arch["features_per_stage"] = list(DEMO_FEATURES)
-    configuration["patch_size"] = list(DEMO_PATCH_ZYX)
+    if arch["n_stages"] != len(features):
+        raise DataError(f"{source}: nnU-Net planned {arch['n_stages']} stages for the phantoms, the small "
+                        f"network has {len(features)}; use a phantom shape of at least 64 voxels per axis")
+    arch["features_per_stage"] = list(features)
+    configuration["patch_size"] = list(patch_zyx)
     return write_json(preprocessed_dataset_dir / f"{PLANS}.json", plans)
 
 
@@ -220,21 +249,27 @@ def first_number(text: str) -> float | None:
 
 
 class TrainingProgress:
-    """A progress bar over the training time budget, fed by nnU-Net's console lines."""
+    """A progress bar over the training budget (seconds or epochs), fed by nnU-Net's console lines."""
 
     _EPOCH = re.compile(r"^Epoch (\d+)\s*$")
     _DICE = re.compile(r"Pseudo dice \[(.*)\]")
     _LOSS = re.compile(r"train_loss (-?[\d.]+)")
 
-    def __init__(self, budget_s: float) -> None:
+    def __init__(self, budget: dict[str, str]) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=int(budget_s), desc="training", unit="s",
-                        bar_format="{l_bar}{bar}| {n:.0f}/{total} s {postfix}")
+        self.by_time = "NNUNET_AIRWAY_TIME_BUDGET_S" in budget
+        total = float(budget["NNUNET_AIRWAY_TIME_BUDGET_S"]) if self.by_time else int(budget["NNUNET_AIRWAY_EPOCHS"])
+        unit = "s" if self.by_time else "epochs"
+        self.bar = tqdm(total=int(total), desc="training", unit=unit,
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total} " + unit + " {postfix}")
         self.epochs = 0
         self.pseudo_dice: float | None = None
         self.train_loss: float | None = None
         self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
 
     def on_line(self, line: str) -> None:
         text = line.split(": ", 1)[-1].strip()
@@ -246,9 +281,9 @@ class TrainingProgress:
             self.pseudo_dice = first_number(match.group(1).replace("np.float32", "").replace("np.float64", ""))
         else:
             return
-        self.bar.n = min(time.perf_counter() - self._start, self.bar.total)
+        done = self.elapsed() if self.by_time else max(self.epochs - 1, 0)
+        self.bar.n = min(done, self.bar.total)
         self.bar.set_postfix(epoch=self.epochs, train_loss=self.train_loss, pseudo_dice=self.pseudo_dice)
 
     def close(self) -> None:
         self.bar.close()
-

@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 
-def print_report(pipeline, state: dict[str, Any]) -> None:
-    import json
-
+def print_report(experiment, state: dict[str, Any]) -> None:
+    """``experiment``: the finished PhantomExperiment (one trainer); ``state``: its ledger."""
     from ..evaluation.report import format_table
 
+    (trainer,) = experiment.trainers
     summary_path = Path(state["stages"]["evaluate"]["result"]["summary"])
     summary = json.loads(summary_path.read_text())
     print()
-    print(format_table(summary, "FRAD (demo)"))
+    print(format_table(summary, "FR + AD (demo)"))
     detected = ", ".join(
         f"gen {g}: {v:.0f}%" for g, v in summary["mean"]["BD_by_generation"].items() if v is not None
     )
-    print(f"Branches detected per generation: {detected}")
+    print(f"Branches detected per airway generation: {detected}")
     print()
     train = state["stages"]["train"]["result"]
     rows = [
-        ("phantoms (CT, labels, truth, previews)", pipeline.phantom_dir),
-        ("nnU-Net raw data set", pipeline.raw_dir),
-        ("trained model (nnU-Net results)", pipeline.model_dir),
+        ("phantoms (CT, labels, truth JSON, previews)", experiment.phantom_dir),
+        ("nnU-Net raw data set", experiment.raw_dir),
+        ("trained model", experiment.model_dir(trainer)),
         ("final checkpoint", train["checkpoint"]),
-        ("held-out predictions", pipeline.prediction_dir),
-        ("metrics (summary.json)", summary_path),
-        ("rendered trees (green detected, red missed, blue false positives)", pipeline.evaluation_dir / "renders"),
-        ("nnU-Net's console output", pipeline.log),
+        ("held-out predictions", experiment.prediction_dir(trainer)),
+        ("metrics", summary_path),
+        ("pictures (green detected, red missed, blue false positive)", experiment.evaluation_dir(trainer) / "renders"),
+        ("nnU-Net's console output", experiment.log),
     ]
     print("Where everything is:")
     for what, where in rows:
