@@ -12,8 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# channels converted to float32 at a time, so no full-size float32 copy of the features is made
-_CHANNEL_CHUNK = 8
+# float32 temporaries hold at most this many elements, so no full-size float32 copy of the features is made
+CHUNK_ELEMENTS = 1 << 24
+
+
+def _channel_chunk(features: Tensor) -> int:
+    per_channel = features[:, :1].numel()
+    return max(1, CHUNK_ELEMENTS // max(per_channel, 1))
 
 
 class _AttentionMapFunction(torch.autograd.Function):
@@ -23,8 +28,9 @@ class _AttentionMapFunction(torch.autograd.Function):
     def forward(ctx, features, p):  # type: ignore[override]
         dt = torch.promote_types(features.dtype, torch.float32)
         total = torch.zeros((features.shape[0], 1, *features.shape[2:]), dtype=dt, device=features.device)
-        for chunk in features.split(_CHANNEL_CHUNK, dim=1):
-            total += chunk.to(dt).abs().pow(p).sum(1, keepdim=True)
+        for chunk in features.split(_channel_chunk(features), dim=1):
+            chunk = chunk.to(dt)
+            total += (chunk.square() if p == 2 else chunk.abs().pow(p)).sum(1, keepdim=True)
         ctx.p = p
         ctx.save_for_backward(features)
         return total
@@ -35,7 +41,7 @@ class _AttentionMapFunction(torch.autograd.Function):
         p = ctx.p
         grad = torch.empty_like(features)
         start = 0
-        for chunk in features.split(_CHANNEL_CHUNK, dim=1):
+        for chunk in features.split(_channel_chunk(features), dim=1):
             a = chunk.to(grad_map.dtype)
             if p == 2:
                 local = 2 * a

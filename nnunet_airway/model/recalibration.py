@@ -54,39 +54,78 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _depth_slabs(shape: torch.Size) -> list[tuple[int, int]]:
-    """Depth ranges of one sample whose voxel count stays below CHUNK_VOXELS (at least one plane each)."""
-    depth, plane = shape[2], shape[3] * shape[4]
+Block = tuple[slice, slice]  # (samples, depth range)
+
+
+def _blocks(shape: torch.Size) -> list[Block]:
+    """Split (N, C, D, H, W) into blocks of at most CHUNK_VOXELS voxels (at least one depth plane each):
+    several whole samples per block when a sample is small, else depth slabs of one sample."""
+    n, depth, plane = shape[0], shape[2], shape[3] * shape[4]
+    whole = slice(0, depth)
+    if depth * plane <= CHUNK_VOXELS:
+        per = max(1, CHUNK_VOXELS // max(depth * plane, 1))
+        return [(slice(s, min(s + per, n)), whole) for s in range(0, n, per)]
     step = max(1, CHUNK_VOXELS // max(plane, 1))
-    return [(start, min(start + step, depth)) for start in range(0, depth, step)]
+    return [(slice(s, s + 1), slice(z, min(z + step, depth))) for s in range(n) for z in range(0, depth, step)]
 
 
-def _axis_projections(a: Tensor, d: Tensor, h: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Weighted sums of A (N, C, D, H, W) over one axis: P_w (N,C,D,H), P_h (N,C,D,W), P_d (N,C,H,W).
-
-    Computed in A's dtype (weighted averages cannot overflow it), returned in the gate's compute dtype.
-    """
-    n, c, depth, height, width = a.shape
-    dt = _compute_dtype(a.dtype)
-    p_w = torch.matmul(a, w.to(a.dtype))  # (N, C, D, H)
-    p_h = torch.matmul(h.to(a.dtype).view(1, height), a.reshape(n * c * depth, height, width))
-    p_d = torch.matmul(d.to(a.dtype).view(1, depth), a.reshape(n * c, depth, height * width))
-    return (
-        p_w.to(dt),
-        p_h.view(n, c, depth, width).to(dt),
-        p_d.view(n, c, height, width).to(dt),
-    )
+def _block_projections(a: Tensor, d: Tensor, h: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Weighted sums of a block A (n, C, d, H, W) over one axis: over W (n, C, d, H), over H (n, C, d, W) and
+    over depth with weights ``d`` (n, C, H, W), in A's dtype (weighted averages cannot overflow it)."""
+    n, channels, depth, height, width = a.shape
+    over_w = torch.matmul(a, w.to(a.dtype))
+    over_h = torch.matmul(h.to(a.dtype).view(1, height), a.reshape(-1, height, width))
+    over_d = torch.matmul(d.to(a.dtype).view(1, depth), a.reshape(n * channels, depth, height * width))
+    return over_w, over_h.view(n, channels, depth, width), over_d.view(n, channels, height, width)
 
 
-def _hidden(a_d: Tensor, a_h: Tensor, a_w: Tensor, sample: int, start: int, stop: int) -> Tensor:
-    """relu(K1 * Z) on a depth slab of one sample, (C/r, stop-start, H, W), from the small K1 projections."""
-    pre = a_d[sample, :, start:stop, None, None] + a_h[sample, :, None, :, None] + a_w[sample, :, None, None, :]
-    return pre.relu_()
+def _activate_into(source: Tensor, negative_slope: float | None, target: Tensor) -> Tensor:
+    """target = act(source) without a temporary; returns target (or source itself when there is no activation)."""
+    if negative_slope is None:
+        return source
+    if negative_slope == 0:
+        return torch.clamp(source, min=0, out=target)
+    return F.leaky_relu_(target.copy_(source), negative_slope)
 
 
-def _gate(hidden: Tensor, k2: Tensor, b2: Tensor) -> Tensor:
-    """sigmoid(K2 * hidden + b2) as (C, voxels)."""
-    return torch.addmm(b2[:, None], k2, hidden.reshape(hidden.shape[0], -1)).sigmoid_()
+class _Scratch:
+    """A reusable flat buffer for (samples, rows, voxels) temporaries of the largest block."""
+
+    def __init__(self, like: Tensor, blocks: list[Block], rows: int, dtype: torch.dtype) -> None:
+        plane = like.shape[3] * like.shape[4]
+        largest = max((b.stop - b.start) * (z.stop - z.start) * plane for b, z in blocks)
+        self.buffer = like.new_empty(rows * largest, dtype=dtype)
+
+    def take(self, samples: int, rows: int, voxels: int) -> Tensor:
+        return self.buffer[: samples * rows * voxels].view(samples, rows, voxels)
+
+
+class _Gate:
+    """Recomputes hidden = relu(K1 Z + b1) and gate = sigmoid(K2 hidden + b2) block by block from the small K1
+    terms a_d (N, C/r, D) (which carries b1), a_h (N, C/r, H), a_w (N, C/r, W), into reused buffers."""
+
+    def __init__(self, like: Tensor, blocks: list[Block], a_d: Tensor, a_h: Tensor, a_w: Tensor, k2: Tensor,
+                 b2: Tensor) -> None:
+        self.a_d, self.a_h, self.a_w, self.k2, self.b2 = a_d, a_h, a_w, k2, b2
+        self.hidden_scratch = _Scratch(like, blocks, a_d.shape[1], a_d.dtype)
+        self.gate_scratch = _Scratch(like, blocks, k2.shape[0], a_d.dtype)
+
+    def hidden(self, samples: slice, depths: slice) -> Tensor:
+        """(n, C/r, voxels of the block)."""
+        a_d = self.a_d[samples, :, depths, None, None]
+        n, c_r, depth = a_d.shape[:3]
+        height, width = self.a_h.shape[2], self.a_w.shape[2]
+        flat = self.hidden_scratch.take(n, c_r, depth * height * width)
+        block = flat.view(n, c_r, depth, height, width)
+        shape = block.shape
+        torch.add(a_d.expand(shape), self.a_h[samples, :, None, :, None].expand(shape), out=block)
+        block.add_(self.a_w[samples, :, None, None, :]).relu_()
+        return flat
+
+    def gate(self, hidden: Tensor) -> Tensor:
+        """(n, C, voxels of the block)."""
+        flat = self.gate_scratch.take(hidden.shape[0], self.k2.shape[0], hidden.shape[2])
+        return torch.matmul(self.k2, hidden, out=flat).add_(self.b2[:, None]).sigmoid_()
 
 
 class _SpatialRecalibrationFunction(torch.autograd.Function):
@@ -94,61 +133,79 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
 
     Inputs: y (N, C, D, H, W); axis weights d (D,), h (H,), w (W,); K1 (C/r, C); b1 (C/r,); K2 (C, C/r);
     b2 (C,); negative_slope (None, 0 or the leaky slope of the activation fused in front).
-    Backward needs neither y nor act(y): d out / d gate = act(y) * gate' is rebuilt from out, the activation's
-    derivative from the sign of out (the gate is positive), and the axis-weight gradients from the three
-    small projections.
+    Backward needs neither y nor act(y): d out / d gate = act(y) is rebuilt as out / gate, i.e. d out / d(K2 h)
+    = out * (1 - gate); the activation's derivative comes from the sign of out (the gate is positive); the
+    axis-weight gradients come from the three small projections. Full-size temporaries exist only for one
+    block (at most CHUNK_VOXELS voxels) at a time, in reused buffers.
     """
 
     @staticmethod
     def forward(ctx, y, d, h, w, k1, b1, k2, b2, negative_slope):  # type: ignore[override]
-        a = _activate(y, negative_slope)
-        p_w, p_h, p_d = _axis_projections(a, d, h, w)
-        dt = p_w.dtype
-        d32, h32, w32 = d.to(dt), h.to(dt), w.to(dt)
-        z_d = torch.matmul(p_w, h32)  # (N, C, D)
-        z_h = torch.matmul(d32, p_w)  # (N, C, H)
-        z_w = torch.matmul(d32, p_h)  # (N, C, W)
-        k1_, k2_, b2_ = k1.to(dt), k2.to(dt), b2.to(dt)
-        a_d = torch.matmul(k1_, z_d) + b1.to(dt)[:, None]  # (N, C/r, D), carries b1
+        n, c, depth, height, width = y.shape
+        dt = _compute_dtype(y.dtype)
+        blocks = _blocks(y.shape)
+        out = torch.empty_like(y, memory_format=torch.contiguous_format)
+        # pass 1: A = act(y), written into `out` as scratch, and its projections P_w, P_h, P_d
+        if len(blocks) == 1:
+            a = _activate_into(y, negative_slope, out)
+            p_w, p_h, p_d = (p.to(dt) for p in _block_projections(a, d, h, w))
+        else:
+            p_w = y.new_empty((n, c, depth, height), dtype=dt)
+            p_h = y.new_empty((n, c, depth, width), dtype=dt)
+            p_d = y.new_zeros((n, c, height, width), dtype=dt)
+            for samples, depths in blocks:
+                a = _activate_into(y[samples, :, depths], negative_slope, out[samples, :, depths])
+                over_w, over_h, over_d = _block_projections(a, d[depths], h, w)
+                p_w[samples, :, depths] = over_w
+                p_h[samples, :, depths] = over_h
+                p_d[samples] += over_d
+        d_, h_, w_, k1_, b1_, k2_, b2_ = (t.to(dt) for t in (d, h, w, k1, b1, k2, b2))
+        z_d = torch.matmul(p_w, h_)  # (N, C, D)
+        z_h = torch.matmul(d_, p_w)  # (N, C, H)
+        z_w = torch.matmul(d_, p_h)  # (N, C, W)
+        a_d = torch.matmul(k1_, z_d).add_(b1_[:, None])  # (N, C/r, D), carries b1
         a_h = torch.matmul(k1_, z_h)
         a_w = torch.matmul(k1_, z_w)
-        out = torch.empty_like(a)
-        for n in range(a.shape[0]):
-            for start, stop in _depth_slabs(a.shape):
-                gate = _gate(_hidden(a_d, a_h, a_w, n, start, stop), k2_, b2_)
-                slab = a[n, :, start:stop]
-                out[n, :, start:stop] = (slab.to(dt) * gate.view(slab.shape)).to(out.dtype)
+        # pass 2: out = A * gate
+        gates = _Gate(y, blocks, a_d, a_h, a_w, k2_, b2_)
+        for samples, depths in blocks:
+            target = out[samples, :, depths]
+            a = target if negative_slope is not None else y[samples, :, depths]
+            gate = gates.gate(gates.hidden(samples, depths))
+            torch.mul(a, gate.view(target.shape), out=target)
         ctx.negative_slope = negative_slope
         ctx.input_dtypes = [t.dtype for t in (y, d, h, w, k1, b1, k2, b2)]
-        ctx.save_for_backward(out, p_w, p_h, p_d, z_d, z_h, z_w, a_d, a_h, a_w, d32, h32, w32, k1_, k2_, b2_)
+        ctx.save_for_backward(out, p_w, p_h, p_d, z_d, z_h, z_w, a_d, a_h, a_w, d_, h_, w_, k1_, k2_, b2_)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         out, p_w, p_h, p_d, z_d, z_h, z_w, a_d, a_h, a_w, d, h, w, k1, k2, b2 = ctx.saved_tensors
-        dt = p_w.dtype
+        c, c_r = out.shape[1], k1.shape[0]
+        blocks = _blocks(out.shape)
         grad_y = torch.empty_like(out)
-        g_k2 = torch.zeros_like(k2)
-        g_b2 = torch.zeros_like(b2)
-        g_a_d = torch.zeros_like(a_d)
-        g_a_h = torch.zeros_like(a_h)
-        g_a_w = torch.zeros_like(a_w)
-        # pass 1: through the gate; grad_y temporarily holds grad_out * gate
-        for n in range(out.shape[0]):
-            for start, stop in _depth_slabs(out.shape):
-                hidden = _hidden(a_d, a_h, a_w, n, start, stop)
-                flat_hidden = hidden.reshape(hidden.shape[0], -1)
-                gate = _gate(hidden, k2, b2)
-                go = grad_out[n, :, start:stop].reshape(gate.shape).to(dt)
-                o = out[n, :, start:stop].reshape(gate.shape).to(dt)
-                grad_y[n, :, start:stop] = (go * gate).view(out[n, :, start:stop].shape).to(grad_y.dtype)
-                g_z = go * o * (1 - gate)  # d out / d pre-sigmoid = act(y) * gate * (1 - gate)
-                g_k2 += g_z @ flat_hidden.T
-                g_b2 += g_z.sum(1)
-                g_hidden = (k2.T @ g_z).mul_(flat_hidden > 0).view(hidden.shape)
-                g_a_d[n, :, start:stop] = g_hidden.sum((2, 3))
-                g_a_h[n] += g_hidden.sum((1, 3))
-                g_a_w[n] += g_hidden.sum((1, 2))
+        g_k2, g_b2 = torch.zeros_like(k2), torch.zeros_like(b2)
+        g_a_d, g_a_h, g_a_w = torch.zeros_like(a_d), torch.zeros_like(a_h), torch.zeros_like(a_w)
+        gates = _Gate(out, blocks, a_d, a_h, a_w, k2, b2)
+        g_hidden_scratch = _Scratch(out, blocks, c_r, a_d.dtype)
+        minus_k2_t = -k2.T
+        # pass 1, through the gate; grad_y holds grad_out * gate for now
+        for samples, depths in blocks:
+            hidden = gates.hidden(samples, depths)
+            gate = gates.gate(hidden)
+            n, voxels = gate.shape[0], gate.shape[2]
+            go = grad_out[samples, :, depths].reshape(n, c, voxels)
+            torch.mul(go, gate, out=grad_y[samples, :, depths].view(n, c, voxels))
+            # minus the gradient at K2's output, -(1 - gate) * out * grad_out; the sign goes into the small terms
+            neg_g_z = gate.sub_(1).mul_(out[samples, :, depths].view(n, c, voxels)).mul_(go)
+            g_k2 -= torch.matmul(neg_g_z, hidden.transpose(1, 2)).sum(0)
+            g_b2 -= neg_g_z.sum((0, 2))
+            g_hidden = torch.matmul(minus_k2_t, neg_g_z, out=g_hidden_scratch.take(n, c_r, voxels))
+            g_hidden = g_hidden.mul_(hidden.sign_()).view(n, c_r, -1, *out.shape[3:])  # relu'
+            over_w = g_hidden.sum(4)  # (n, C/r, depth, H)
+            g_a_d[samples, :, depths] = over_w.sum(3)
+            g_a_h[samples] += over_w.sum(2)
+            g_a_w[samples] += g_hidden.sum((2, 3))
         # the small K1 stage
         g_z_d = torch.matmul(k1.T, g_a_d)  # (N, C, D)
         g_z_h = torch.matmul(k1.T, g_a_h)
@@ -159,21 +216,20 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
             + torch.einsum("nrw,ncw->rc", g_a_w, z_w)
         )
         g_b1 = g_a_d.sum((0, 2))
-        # pass 2: add the projections' share, d act(y) * (h_j w_k g_z_d + d_i w_k g_z_h + d_i h_j g_z_w)
+        # pass 2: add the projections' share h_j w_k g_z_d + d_i w_k g_z_h + d_i h_j g_z_w, then act'
         plane = g_z_d[..., :, None] * h + g_z_h[..., None, :] * d[:, None]  # (N, C, D, H)
         dh = d[:, None] * h  # (D, H)
         slope = ctx.negative_slope
-        for n in range(out.shape[0]):
-            for start, stop in _depth_slabs(out.shape):
-                total = (
-                    grad_y[n, :, start:stop].to(dt)
-                    + plane[n, :, start:stop, :, None] * w
-                    + dh[start:stop, :, None] * g_z_w[n, :, None, None, :]
-                )
-                if slope is not None:
-                    positive = out[n, :, start:stop] > 0
-                    total = total * positive if slope == 0 else torch.where(positive, total, total * slope)
-                grad_y[n, :, start:stop] = total.to(grad_y.dtype)
+        for samples, depths in blocks:
+            gy = grad_y[samples, :, depths]
+            gy.addcmul_(plane[samples, :, depths, :, None], w)
+            gy.addcmul_(dh[depths, :, None], g_z_w[samples, :, None, None, :])
+            if slope is not None:
+                positive = out[samples, :, depths] > 0
+                if slope == 0:
+                    gy.mul_(positive)
+                else:
+                    gy.copy_(torch.where(positive, gy, gy * slope))
         g_d = torch.einsum("nch,ncdh->d", g_z_h, p_w) + torch.einsum("ncw,ncdw->d", g_z_w, p_h)
         g_h = torch.einsum("ncd,ncdh->h", g_z_d, p_w) + torch.einsum("ncw,nchw->h", g_z_w, p_d)
         g_w = torch.einsum("ncd,ncdw->w", g_z_d, p_h) + torch.einsum("nch,nchw->w", g_z_h, p_d)

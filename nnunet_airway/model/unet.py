@@ -116,7 +116,8 @@ class FRADUNet(nn.Module):
             end of every encoder and decoder scale.
         distillation: when True (and gradients are enabled) ``forward`` leaves the decoder outputs, coarse to
             fine (bottleneck excluded), in ``self.decoder_features``; take them with
-            :meth:`pop_decoder_features`. ``forward`` never returns them.
+            :meth:`pop_decoder_features`. ``forward`` never returns them. They are the recalibrated outputs of
+            the decoder scales (the released code takes the maps from the recalibration's input).
         deep_supervision: return the list of logits (full resolution first) instead of one tensor; the same
             as ``decoder.deep_supervision``, which nnU-Net's ``set_deep_supervision_enabled`` sets.
         kernel_sizes: per-stage conv kernel sizes (int, ints or 3-tuples); 3 in the paper.

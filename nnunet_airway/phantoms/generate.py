@@ -22,11 +22,12 @@ from tqdm import tqdm
 from .. import io
 from .anatomy import ADULT_FOV_MM, Chest, make_chest
 from .render import Grid, Intensities, lumen_is_connected, render, wall_intensity
-from .tree import Branch, grow_airway_tree, mark_labelled
+from .tree import Branch, LabelRule, grow_airway_tree, mark_labelled
 
 DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
 MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
 GENERATOR_VERSION = 1
+LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _anatomy_scale(shape_zyx: Sequence[int], spacing_xyz: Sequence[float]) -> fl
 def _label_min_radius(spacing_xyz: Sequence[float]) -> float:
     """Least lumen radius (mm) a labelled branch may have: 0.6 of the largest spacing (thinner lumens
     break up on the grid; each labelled branch is also checked to be drawn 6-connected)."""
-    return 0.6 * float(max(spacing_xyz))
+    return LABEL_MIN_RADIUS_VOXELS * float(max(spacing_xyz))
 
 
 def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) -> str | None:
@@ -78,7 +79,8 @@ def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) 
             return f"spacing must be three positive numbers X Y Z in mm, got {tuple(spacing_xyz)}"
     spacing = derived_spacing(shape_zyx) if spacing_xyz is None else tuple(spacing_xyz)
     # the left main bronchus is the thinnest labelled branch a phantom must show (lumen >= 0.7 * 7.6 mm)
-    thinnest = 0.7 * 7.6 * _anatomy_scale(shape_zyx, spacing)
+    scale = _anatomy_scale(shape_zyx, spacing)
+    thinnest = 0.7 * 7.6 * scale
     if _label_min_radius(spacing) > thinnest:
         return (
             f"the grid {tuple(shape_zyx)} with spacing {tuple(round(s, 3) for s in spacing)} mm is too coarse to "
@@ -173,11 +175,10 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
     fov_low = np.asarray(geometry.origin) - half_voxel
     fov_high = np.asarray(geometry.origin) + np.asarray(shape_zyx[::-1]) * np.asarray(spacing) - half_voxel
     chest = make_chest(fov_low, fov_high, rng)
-    voxel_max = float(max(spacing))
-    branches = grow_airway_tree(chest, rng, clearance=voxel_max)
     label_min_radius = _label_min_radius(spacing)
-    mark_labelled(branches, label_min_radius, min_length=3.0 * voxel_max,
-                  drawn_connected=functools.partial(lumen_is_connected, grid))
+    rule = LabelRule(spacing, label_min_radius)
+    branches = grow_airway_tree(chest, rng, clearance=float(max(spacing)), rule=rule)
+    mark_labelled(branches, rule, drawn_connected=functools.partial(lumen_is_connected, grid))
     vessels = _vessels(branches, rng, chest.scale)
     hu = _intensities(rng)
     ct, label = render(grid, chest, branches, vessels, hu, rng)
@@ -190,7 +191,7 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
         "coordinates": "physical ITK/LPS mm (x, y, z): +x patient left, +y posterior, +z superior; "
                        "point = origin + spacing * (i, j, k) for array index [k, j, i]",
         "fov_mm": _round(fov_high - fov_low), "anatomy_scale": round(chest.scale, 4),
-        "label_min_radius_mm": round(label_min_radius, 4),
+        "label_min_radius_mm": round(label_min_radius, 4), "label_min_skeleton_steps": rule.min_steps,
         "anatomy": _anatomy_record(chest),
         "branches": [_branch_record(b, wall_intensity(b.radius, branches[0].radius, hu)) for b in branches],
         "n_branches": len(branches), "n_labelled_branches": len(labelled),

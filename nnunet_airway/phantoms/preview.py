@@ -18,10 +18,19 @@ from scipy import ndimage
 from .. import io
 from .generate import Phantom
 
+_IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]])
 
-def _filled_per_slice(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with everything it encloses in each axial slice added."""
-    return np.stack([ndimage.binary_fill_holes(mask[k]) for k in range(mask.shape[0])])
+
+def _filled_per_slice(mask: np.ndarray, max_hole_voxels: int | None = None) -> np.ndarray:
+    """``mask`` plus what it encloses in each axial slice; with ``max_hole_voxels`` only the smaller holes
+    (vessels and airways inside the lungs, not the diaphragm's dome seen through a lung's base)."""
+    filled = np.stack([ndimage.binary_fill_holes(mask[k]) for k in range(mask.shape[0])])
+    if max_hole_voxels is None:
+        return filled
+    holes, n = ndimage.label(filled & ~mask, _IN_PLANE)
+    small = np.bincount(holes.ravel(), minlength=n + 1) <= max_hole_voxels
+    small[0] = False
+    return mask | small[holes]
 
 
 def write_preview(path: str | Path, phantom: Phantom) -> Path:
@@ -34,14 +43,16 @@ def write_preview(path: str | Path, phantom: Phantom) -> Path:
     import matplotlib.pyplot as plt
 
     ct, label, truth = phantom.ct, phantom.label, phantom.truth
-    sx, _, sz = phantom.geometry.spacing
+    sx, _, sz = phantom.geometry.spacing  # for the extent
     ox, _, oz = phantom.geometry.origin
     nz, _, nx = ct.shape
     extent = (ox - sx / 2, ox + (nx - 0.5) * sx, oz - sz / 2, oz + (nz - 0.5) * sz)
 
     smooth = ndimage.gaussian_filter(ct.astype(np.float32), 0.5)
     body = _filled_per_slice(smooth > -400)
-    lungs = _filled_per_slice(ndimage.binary_opening(body & (smooth < -500), iterations=2))
+    sx, sy, _ = phantom.geometry.spacing
+    lungs = _filled_per_slice(ndimage.binary_opening(body & (smooth < -500), iterations=2),
+                              max_hole_voxels=int(700.0 / (sx * sy)))  # holes up to ~30 mm across
     # MinIP over the coronal slab that holds the labelled tree (as a reader would place it)
     oy, sy = phantom.geometry.origin[1], phantom.geometry.spacing[1]
     tree_y = [b[k][1] for b in truth["branches"] if b["labelled"] for k in ("start_mm", "end_mm")]

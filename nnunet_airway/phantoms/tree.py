@@ -1,19 +1,23 @@
 """Growing a dichotomous airway tree inside the chest's lungs (physical mm, (x, y, z)).
 
 The trachea runs from the top of the field of view down to the carina; the two main bronchi leave it
-in the coronal plane (the right one steeper and wider). From there every branch either ends or splits
-into two children whose lumen radii are 0.70-0.80 of its own, which leave its axis at 25-45 degrees,
-and whose branching plane is turned 60-120 degrees about the branch against the plane the branch
-itself lies in. Among those rotations the one that keeps both children deepest inside the lungs and
-farthest from the tree grown so far wins, so the tree spreads through the lungs; a split whose
-children cannot stay inside the lungs or would touch another branch (walls plus a clearance) is not
-made: the branch ends there. Growth is breadth-first, so the large airways claim their space first.
+in one plane (the right one steeper and wider), aimed at the deepest lung they can reach. From there
+every branch either ends or splits into two children whose lumen radii are 0.70-0.80 of its own; the
+wider child leaves its axis at 25-34 degrees, the narrower at 34-45, and their branching plane is
+turned 60-120 degrees about the branch against the plane the branch itself lies in (40-50 degrees
+where nothing else fits). Sample points of the lungs are shared out between the branches (each
+branch's territory); each candidate plane cuts the territory in two and each child heads for the
+centroid of its half, so the tree spreads through the lungs. A split whose children cannot stay inside
+the lungs or would come closer than a clearance to another branch's wall is not made: the branch ends
+there. Growth is breadth-first, so the large airways claim their space first. Children thick enough
+for the label are first tried at the length a skeleton needs to read them as branches (``LabelRule``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,9 +37,51 @@ class TreeParameters:
     min_length_per_radius: float = 3.5  # shortest branch tried when the full length does not fit
     max_length_per_radius: float = 14.0
     territory_points: int = 4096  # lung points shared out between branches to spread the tree
-    plane_rotations: tuple[float, ...] = (60.0, 75.0, 90.0, 105.0, 120.0)
+    reach_share: tuple[float, float] = (0.4, 0.5)  # share of the way to its territory's centroid a child goes
+    thin_clearance_share: float = 0.3  # clearance for children thinner than half a clearance, relative to it
+    plane_rotations: tuple[float, ...] = (60.0, 75.0, 90.0, 105.0, 120.0)  # +- 7 degrees of jitter
+    fallback_plane_rotations: tuple[float, ...] = (40.0, 50.0, 130.0, 140.0)  # +- 5; when nothing else fits
     wall_per_radius: float = 0.22  # wall thickness = wall_per_radius * r + wall_offset * chest scale
     wall_offset: float = 0.35
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """When a branch can be shown in the label of a grid, so that a skeleton reads it as a branch.
+
+    A labelled branch needs a lumen radius >= ``min_radius`` (mm), at least 3 radii of length, and must
+    reach ``min_steps`` voxel steps of a 26-connected centreline beyond the point where its lumen parts
+    from its parent's and its sibling's (tree parsers drop shorter skeleton pieces, and thinning shortens
+    thin arms by a few voxels).
+    """
+
+    spacing_xyz: tuple[float, float, float]
+    min_radius: float
+    min_steps: float = 8.0
+
+    def steps_per_mm(self, directions: np.ndarray) -> np.ndarray:
+        """Voxel steps per mm of a digital line along unit ``directions`` (..., 3)."""
+        return np.max(np.abs(directions) / np.asarray(self.spacing_xyz), axis=-1)
+
+    def min_length(self, radii, directions, parent_radius) -> np.ndarray:
+        """Least lengths (mm) of two sibling branches (radii (..., 2), unit directions (..., 2, 3)) leaving
+        a parent of ``parent_radius`` for both to be labelled."""
+        radii, directions = np.asarray(radii, float), np.asarray(directions, float)
+        cos = np.clip(np.sum(directions[..., 0, :] * directions[..., 1, :], axis=-1), -1.0, 1.0)
+        half_angle = np.arccos(cos) / 2.0
+        # distance from the branching point at which the siblings' lumens lie a voxel apart
+        parting = (radii.sum(axis=-1) + max(self.spacing_xyz)) / (2.0 * np.maximum(np.sin(half_angle), 1e-3))
+        junction = np.maximum(parent_radius, parting)[..., None]
+        return np.maximum(junction + radii + self.min_steps / self.steps_per_mm(directions), 3.0 * radii)
+
+    def admits_trachea(self, trachea: Branch) -> bool:
+        steps = trachea.length * float(self.steps_per_mm(trachea.direction))
+        return trachea.radius >= self.min_radius and steps >= self.min_steps
+
+    def admits_pair(self, pair: list[Branch], parent: Branch) -> bool:
+        lengths = self.min_length([b.radius for b in pair], np.array([b.direction for b in pair]), parent.radius)
+        return all(b.radius >= self.min_radius and b.length >= need - 1e-6 and not b.crowded
+                   for b, need in zip(pair, lengths, strict=True))
 
 
 @dataclass
@@ -55,6 +101,7 @@ class Branch:
     radius_ratio: float | None = None
     children: list[int] = field(default_factory=list)
     labelled: bool = False
+    crowded: bool = False  # placed with the relaxed clearance: may lie within a voxel of another branch
 
     @property
     def length(self) -> float:
@@ -137,8 +184,9 @@ def wall_thickness(radius: float, scale: float, params: TreeParameters) -> float
 
 
 class _Grower:
-    def __init__(self, chest: Chest, rng: np.random.Generator, clearance: float, params: TreeParameters) -> None:
-        self.chest, self.rng, self.clearance, self.params = chest, rng, clearance, params
+    def __init__(self, chest: Chest, rng: np.random.Generator, clearance: float, rule: LabelRule,
+                 params: TreeParameters) -> None:
+        self.chest, self.rng, self.clearance, self.rule, self.params = chest, rng, clearance, rule, params
         self.branches: list[Branch] = []
         self.index = _SegmentIndex(2 ** (params.max_generation + 1) + 1)
 
@@ -157,49 +205,101 @@ class _Grower:
         return branch
 
     def main_bronchi(self, trachea: Branch) -> list[Branch]:
-        """Right (-x, steeper, wider) and left main bronchus, in a near-coronal plane through the carina."""
+        """Right (-x, steeper, wider) and left main bronchus, in one plane through the trachea's axis.
+
+        The plane's backward tilt and each bronchus' angle are chosen, within their ranges, to reach
+        deepest into the lungs (their hila), so the lobar bronchi have room to fan out.
+        """
         u = self.rng.uniform
         d = trachea.direction
         lateral = _unit(np.cross(np.cross(d, [-1.0, 0.0, 0.0]), d))  # towards patient right, normal to d
         posterior = np.cross(d, lateral)
-        tilt = np.radians(u(-12.0, 4.0))  # the bronchi run a little backwards
-        lateral = lateral * np.cos(tilt) + posterior * np.sin(tilt)
-        normal = _unit(np.cross(d, lateral))
-        children = []
-        for side, ratio, angle in (
-            (1.0, u(0.78, 0.80), u(25.0, 32.0)),  # right main bronchus
-            (-1.0, u(0.70, 0.73), u(38.0, 45.0)),  # left main bronchus
-        ):
-            radius = trachea.radius * ratio
-            direction = np.cos(np.radians(angle)) * d + side * np.sin(np.radians(angle)) * lateral
-            length = self._hilum_length(trachea.end, direction, radius)
-            children.append(self.add(
-                trachea, trachea.end, trachea.end + length * direction, radius, normal,
-                branch_angle_deg=_angle_deg(d, direction), plane_rotation_deg=None,
-            ))
-        return children
-
-    def _hilum_length(self, start: np.ndarray, direction: np.ndarray, radius: float) -> float:
-        """Length that takes a main bronchus from the carina well into its lung (the hilum)."""
-        steps = np.arange(1.0, 121.0) * self.chest.scale
-        depth = self.chest.point_lung_depth(start + steps[:, None] * direction)
-        inside = np.flatnonzero(depth >= 1.5 * radius)
-        reach = steps[inside[0]] if inside.size else steps[-1]
-        return float(max(reach + self.rng.uniform(0.0, 6.0) * self.chest.scale, 3.5 * radius))
+        radii = trachea.radius * np.array([u(0.78, 0.80), u(0.70, 0.73)])  # right, left
+        angle_choices = np.radians([np.linspace(25.0, 32.0, 4), np.linspace(38.0, 45.0, 4)])  # (2, A)
+        tilts = np.radians(np.linspace(-20.0, 5.0, 6) + u(-2.0, 2.0))  # (T,) the bronchi run a little backwards
+        steps = np.arange(1.0, 101.0) * self.chest.scale  # (S,) candidate lengths, mm
+        side = np.array([1.0, -1.0])[:, None, None]
+        best = (-np.inf, None)
+        for tilt in tilts:
+            in_plane = lateral * np.cos(tilt) + posterior * np.sin(tilt)
+            dirs = np.cos(angle_choices)[..., None] * d + side * np.sin(angle_choices)[..., None] * in_plane  # (2, A, 3)
+            # the least length the label needs, with the sibling at the middle of its range
+            pairs = np.stack([dirs[0], np.repeat(dirs[1, 1:2], len(dirs[0]), axis=0)], axis=1)  # (A, 2, 3)
+            floor_right = self.rule.min_length(radii, pairs, trachea.radius)[:, 0]
+            pairs = np.stack([np.repeat(dirs[0, 1:2], len(dirs[1]), axis=0), dirs[1]], axis=1)
+            floor_left = self.rule.min_length(radii, pairs, trachea.radius)[:, 1]
+            floors = np.stack([floor_right, floor_left])  # (2, A)
+            depth = self.chest.point_lung_depth(trachea.end + steps[:, None, None, None] * dirs)  # (S, 2, A)
+            usable = np.where(steps[:, None, None] >= floors[None], depth, -np.inf)
+            # end at the first point 1.5 radii deep (the rest of the lung is left to the lobar bronchi),
+            # else at the deepest
+            deep = usable >= 1.5 * radii[None, :, None]
+            first_deep = np.where(deep.any(axis=0), deep.argmax(axis=0), usable.argmax(axis=0))  # (2, A)
+            end_depth = np.take_along_axis(usable, first_deep[None], axis=0)[0]
+            score = np.minimum(end_depth, 3.0 * radii[:, None]) + u(0.0, 1.0, end_depth.shape) * self.chest.scale
+            pick = score.argmax(axis=1)
+            total = score[[0, 1], pick].min()
+            if total > best[0]:
+                best = (total, (in_plane, dirs[[0, 1], pick], steps[first_deep[[0, 1], pick]]))
+        in_plane, directions, lengths = best[1]
+        normal = _unit(np.cross(d, in_plane))
+        lengths = np.maximum(lengths, self.rule.min_length(radii, directions, trachea.radius))
+        return [
+            self.add(trachea, trachea.end, trachea.end + length * direction, radius, normal,
+                     branch_angle_deg=_angle_deg(d, direction), plane_rotation_deg=None)
+            for radius, direction, length in zip(radii, directions, lengths, strict=True)
+        ]
 
     def split(self, branch: Branch, territory: np.ndarray) -> list[tuple[Branch, np.ndarray]]:
         """Try to give ``branch`` two children; returns them with their territories, or [] where none fit.
 
         ``territory`` (M, 3): the lung points this branch supplies. Each candidate branching plane cuts it
         in two; each child heads for the centroid of its half (its angle clamped to the allowed range)
-        and reaches 40-50% of the way there, the child with the larger half being the wider one.
+        and reaches part of the way there, the child with the larger half being the wider one. The
+        fallback plane rotations (still turning the plane) and shorter children are tried only when
+        nothing else fits.
         """
         p, u = self.params, self.rng.uniform
-        ratios = np.array([u(*p.major_ratio), u(*p.minor_ratio)])
-        default_angles = np.radians([u(*p.major_angle), u(*p.minor_angle)])
-        default_lengths = np.array([u(*p.length_per_radius), u(*p.length_per_radius)])
-        reach_share = u(0.4, 0.5)
-        rotations = np.radians(np.array(p.plane_rotations) + u(-7.0, 7.0, len(p.plane_rotations)))
+        draws = _SplitDraws(
+            ratios=np.array([u(*p.major_ratio), u(*p.minor_ratio)]),
+            angles=np.radians([u(*p.major_angle), u(*p.minor_angle)]),
+            length_per_radius=np.array([u(*p.length_per_radius), u(*p.length_per_radius)]),
+            reach_share=u(*p.reach_share),
+        )
+        rotation_sets = [np.array(p.plane_rotations) + u(-7.0, 7.0, len(p.plane_rotations)),
+                         np.array(p.fallback_plane_rotations) + u(-5.0, 5.0, len(p.fallback_plane_rotations))]
+        for rotations in rotation_sets:
+            c = self._candidates(branch, territory, np.radians(rotations), draws)
+            floor_for_label = np.maximum(c.shortest, p.min_length_per_radius * c.radius)
+            # last resort: children too short for the label (it will stop above them), but anatomy goes on
+            floor = p.min_length_per_radius * c.radius
+            # children long enough for the label are only made where they still end with room for
+            # their own children (1.5 outer radii deep in the lung); otherwise the tree would stop there
+            room = 1.0 if branch.generation <= 1 else 1.5  # the lobar bronchi get their label length first
+            for shrink, shortest, end_depth, relaxed in ((1.0, floor_for_label, room, False),
+                                                         (0.8, floor_for_label, room, False),
+                                                         (0.62, floor_for_label, room, False),
+                                                         (0.8, floor, 1.0, False), (0.62, floor, 1.0, False),
+                                                         (0.62, floor, 1.0, True), (0.0, 2.5 * c.radius, 0.5, True)):
+                lengths = np.maximum(c.lengths * shrink, shortest)
+                best = self._best_rotation(branch, c.directions, lengths, c.outer, c.preference, relaxed,
+                                           end_depth * c.outer)
+                if best is not None:
+                    return [
+                        (self.add(branch, branch.end, branch.end + lengths[best, k] * c.directions[best, k],
+                                  c.radius[best, k], c.normals[best],
+                                  branch_angle_deg=_angle_deg(branch.direction, c.directions[best, k]),
+                                  plane_rotation_deg=_plane_angle_deg(branch.plane_normal, c.normals[best]),
+                                  crowded=relaxed),
+                         territory[c.members[:, best, k]])
+                        for k in range(2)
+                    ]
+        return []
+
+    def _candidates(self, branch: Branch, territory: np.ndarray, rotations: np.ndarray,
+                    draws: _SplitDraws) -> _Candidates:
+        """Children for each plane rotation (K) and each assignment of the wider child to a side."""
+        p = self.params
         rotations = np.concatenate([rotations, rotations + np.pi])  # which child goes to which side
         d = branch.direction
         normals = _rotate_about(branch.plane_normal, d, rotations)  # (K, 3)
@@ -213,39 +313,36 @@ class _Grower:
         along = centroids @ d  # (K, 2)
         across = np.einsum("kci,kci->kc", centroids, sides)
         has_points = counts > 0
-        lo, hi = np.radians(p.major_angle[0]), np.radians(p.minor_angle[1])
-        angles = np.where(has_points, np.clip(np.arctan2(across, along), lo, hi), default_angles[None, :])
         wider = counts[:, 0] >= counts[:, 1]  # (K,) child 0 is the wider one
-        radius = branch.radius * np.where(wider[:, None], ratios[None, :], ratios[None, ::-1])  # (K, 2)
+        is_wider = np.stack([wider, ~wider], axis=1)  # (K, 2)
+        # the wider child leaves at the smaller angle (flow division), the narrower at the larger
+        lo = np.radians(np.where(is_wider, p.major_angle[0], p.minor_angle[0]))
+        hi = np.radians(np.where(is_wider, p.major_angle[1], p.minor_angle[1]))
+        default = np.where(is_wider, draws.angles[0], draws.angles[1])
+        angles = np.where(has_points, np.clip(np.arctan2(across, along), lo, hi), default)
+        radius = branch.radius * np.where(wider[:, None], draws.ratios[None, :], draws.ratios[None, ::-1])
         distance = np.linalg.norm(centroids, axis=2)
-        lengths = np.where(has_points, reach_share * distance, default_lengths[None, :] * radius)
-        lengths = np.clip(lengths, p.min_length_per_radius * radius, p.max_length_per_radius * radius)
+        lengths = np.where(has_points, draws.reach_share * distance, draws.length_per_radius[None, :] * radius)
         directions = np.cos(angles)[..., None] * d + np.sin(angles)[..., None] * sides  # (K, 2, 3)
-        outer = radius + np.vectorize(lambda r: wall_thickness(r, self.chest.scale, p))(radius)
-
+        # children the label could show are made long enough to read as branches of their own
+        shortest = np.where(radius >= self.rule.min_radius, self.rule.min_length(radius, directions, branch.radius),
+                            p.min_length_per_radius * radius)
+        lengths = np.clip(lengths, p.min_length_per_radius * radius, p.max_length_per_radius * radius)
+        outer = radius + p.wall_per_radius * radius + p.wall_offset * self.chest.scale
         aim = np.where(has_points, np.einsum("kci,kci->kc", directions, centroids) / np.maximum(distance, 1e-9), 0.0)
         share = counts / max(len(territory), 1)
         preference = (share * aim).sum(axis=1) - 0.5 * np.abs(share[:, 0] - share[:, 1])
-        for shrink in (1.0, 0.8, 0.62):
-            child_lengths = np.maximum(lengths * shrink, p.min_length_per_radius * radius)
-            best = self._best_rotation(branch, directions, child_lengths, outer, preference)
-            if best is not None:
-                break
-        else:
-            return []
-        children = []
-        for c in range(2):
-            child = self.add(branch, branch.end, branch.end + child_lengths[best, c] * directions[best, c],
-                             radius[best, c], normals[best], branch_angle_deg=_angle_deg(d, directions[best, c]),
-                             plane_rotation_deg=_plane_angle_deg(branch.plane_normal, normals[best]))
-            children.append((child, territory[members[:, best, c]]))
-        return children
+        return _Candidates(normals, directions, lengths, shortest, radius, outer, preference, members)
 
     def _best_rotation(self, branch: Branch, directions: np.ndarray, lengths: np.ndarray, outer: np.ndarray,
-                       preference: np.ndarray) -> int | None:
+                       preference: np.ndarray, relaxed: bool = False, end_depth: np.ndarray | None = None,
+                       ) -> int | None:
         """Index of the feasible candidate (K) with the best preference and room, or None.
 
         ``directions`` (K, 2, 3), ``lengths`` and ``outer`` radii (K, 2) of the two children per candidate.
+        Room: how deep in the lung each child ends, relative to what its own children will need. ``relaxed``
+        lowers the clearance of every child to that of sub-resolution ones; ``end_depth`` (K, 2): how deep in
+        the lung each child must end (default: its outer radius).
         """
         step = max(float(outer.min()), 0.5 * self.chest.scale) + 0.5 * self.clearance
         samples = int(np.clip(np.ceil(lengths.max() / step) + 1, 3, 16))
@@ -253,18 +350,45 @@ class _Grower:
         t0 = np.minimum(0.5, (branch.outer_radius + outer) / lengths)  # (K, 2)
         t = t0[..., None] + (1.0 - t0[..., None]) * np.linspace(0.0, 1.0, samples)  # (K, 2, S)
         points = branch.end + (lengths[..., None] * t)[..., None] * directions[:, :, None, :]  # (K, 2, S, 3)
-        depth_slack = self.chest.point_lung_depth(points).min(axis=2) - outer  # (K, 2)
-        inside = np.flatnonzero(np.all(depth_slack >= 0.0, axis=1))
+        depth = self.chest.point_lung_depth(points)  # (K, 2, S)
+        end_depth = outer if end_depth is None else end_depth
+        # the whole tube inside the lung; only for the relaxed last resort short stubs that keep their axis inside
+        inside_margin = 0.5 * outer if relaxed and np.all(end_depth < outer) else outer
+        inside = np.flatnonzero(np.all(depth.min(axis=2) >= inside_margin, axis=1)
+                                & np.all(depth[..., -1] >= end_depth, axis=1))
         if inside.size == 0:
             return None
         reach = 20.0 * self.chest.scale + self.clearance
-        gap_slack = self.index.slack(points[inside], outer[inside], branch.id, reach) - self.clearance
+        # sub-resolution children only need to stay apart physically, not by a voxel
+        # (``relaxed``: a last resort for any child; they still do not touch)
+        thin = (outer[inside] < 0.5 * self.clearance) | relaxed
+        clearance = np.where(thin, self.params.thin_clearance_share, 1.0) * self.clearance
+        gap_slack = self.index.slack(points[inside], outer[inside], branch.id, reach) - clearance
         feasible = np.all(gap_slack >= 0.0, axis=1)
         if not feasible.any():
             return None
-        room = np.minimum(np.minimum(depth_slack[inside], gap_slack).min(axis=1), reach) / reach  # 0..1
-        score = preference[inside] + 0.3 * room + self.rng.uniform(0.0, 0.05, room.shape)
+        end_room = np.clip((depth[inside, :, -1] - outer[inside]) / (4.0 * outer[inside]), 0.0, 1.0).min(axis=1)
+        gap_room = np.clip(gap_slack / reach, 0.0, 1.0).min(axis=1)
+        score = preference[inside] + 0.5 * end_room + 0.2 * gap_room + self.rng.uniform(0.0, 0.05, inside.size)
         return int(inside[np.argmax(np.where(feasible, score, -np.inf))])
+
+
+class _SplitDraws(NamedTuple):
+    ratios: np.ndarray  # (2,) wider and narrower child's radius / parent's
+    angles: np.ndarray  # (2,) rad, used where a child's half of the territory is empty
+    length_per_radius: np.ndarray  # (2,) likewise
+    reach_share: float
+
+
+class _Candidates(NamedTuple):
+    normals: np.ndarray  # (K, 3)
+    directions: np.ndarray  # (K, 2, 3)
+    lengths: np.ndarray  # (K, 2)
+    shortest: np.ndarray  # (K, 2) the least length each child may be shrunk to
+    radius: np.ndarray  # (K, 2)
+    outer: np.ndarray  # (K, 2)
+    preference: np.ndarray  # (K,)
+    members: np.ndarray  # (M, K, 2) territory points per child
 
 
 def sample_lung_points(chest: Chest, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -283,11 +407,12 @@ def sample_lung_points(chest: Chest, rng: np.random.Generator, n: int) -> np.nda
     return np.concatenate(found)[:n]
 
 
-def grow_airway_tree(chest: Chest, rng: np.random.Generator, clearance: float,
+def grow_airway_tree(chest: Chest, rng: np.random.Generator, clearance: float, rule: LabelRule,
                      params: TreeParameters | None = None) -> list[Branch]:
-    """Grow the tree; ``clearance`` (mm) is the least gap between the outer walls of non-adjacent branches."""
+    """Grow the tree; ``clearance`` (mm) is the least gap between the outer walls of non-adjacent branches;
+    branches thick enough for the label under ``rule`` are grown long enough for it."""
     params = params or TreeParameters()
-    grower = _Grower(chest, rng, clearance, params)
+    grower = _Grower(chest, rng, clearance, rule, params)
     trachea = grower.add(None, chest.trachea_top, chest.carina, chest.trachea_radius, [0.0, 1.0, 0.0])
     points = sample_lung_points(chest, rng, params.territory_points)
     right = points[:, 0] < chest.carina[0]
@@ -301,27 +426,24 @@ def grow_airway_tree(chest: Chest, rng: np.random.Generator, clearance: float,
     return grower.branches
 
 
-def mark_labelled(branches: list[Branch], min_radius: float, min_length: float,
+def mark_labelled(branches: list[Branch], rule: LabelRule,
                   drawn_connected: Callable[[Branch, Branch | None], bool] = lambda branch, parent: True) -> None:
     """Decide which branches the label shows (sets ``Branch.labelled``).
 
-    The trachea, then sibling pairs whose parent is labelled and where both siblings have a lumen radius
-    >= ``min_radius``, a length >= ``min_length``, >= 3 radii and >= the parent's radius + ``min_length`` / 2
-    (so each reads as a branch of its own in a skeleton), and ``drawn_connected(branch, parent)`` (their
-    voxelised lumen is one connected piece joined to the parent's). Siblings go together: a parent with a
-    single labelled child would merge with it into one branch.
+    The trachea, then sibling pairs whose parent is labelled and which both pass ``rule`` and
+    ``drawn_connected(branch, parent)`` (their voxelised lumen is one connected piece joined to the
+    parent's). Siblings go together: a parent with a single labelled child would merge with it into one
+    branch.
     """
     for branch in branches:  # parents come before children
         if branch.parent is None:
-            branch.labelled = branch.radius >= min_radius and drawn_connected(branch, None)
+            branch.labelled = rule.admits_trachea(branch) and drawn_connected(branch, None)
             continue
         parent = branches[branch.parent]
         if branch.id != parent.children[0]:
             continue  # decided with its sibling
         pair = [branches[i] for i in parent.children]
-        ok = parent.labelled and len(pair) == 2 and all(
-            b.radius >= min_radius and b.length >= max(min_length, 3.0 * b.radius, parent.radius + min_length / 2)
-            for b in pair
-        ) and all(drawn_connected(b, parent) for b in pair)
+        ok = (parent.labelled and len(pair) == 2 and rule.admits_pair(pair, parent)
+              and all(drawn_connected(b, parent) for b in pair))
         for b in pair:
             b.labelled = ok

@@ -24,10 +24,6 @@ def test_perfect_phantom_is_one_clean_tree(phantoms: dict, seed: int) -> None:
     assert 0 < metrics["branches_reference"] <= phantom.truth["n_labelled_branches"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "phantoms label branches from 3 voxels long (median 8 voxels branching point to branching point), while "
-    "the evaluator's branch definition (issue 6, as ATM'22) drops skeleton pieces under 5 voxels: the parsed "
-    "count is 44-54% below n_labelled_branches (still about 10% below with no minimum); reported to the lead"))
 @pytest.mark.parametrize("seed", SEEDS)
 def test_branch_count_matches_the_labelled_construction(phantoms: dict, seed: int) -> None:
     phantom = phantoms[seed]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nnunet_airway import attention_distillation_loss, attention_map
+from nnunet_airway.model import distillation as distillation_module
 
 
 def map_reference(a: torch.Tensor, p: float) -> torch.Tensor:
@@ -44,8 +45,10 @@ def pair_reference(coarse: torch.Tensor, fine: torch.Tensor, p: float, reduction
     return squared.sum(1).mean() if reduction == "sum" else squared.mean()
 
 
+@pytest.mark.parametrize("chunk_elements", [1 << 24, 24])  # all channels at once, or one channel at a time
 @pytest.mark.parametrize("p", [1, 2, 3])
-def test_attention_map_is_sum_of_powered_absolute_values(p: float) -> None:
+def test_attention_map_is_sum_of_powered_absolute_values(monkeypatch, p: float, chunk_elements: int) -> None:
+    monkeypatch.setattr(distillation_module, "CHUNK_ELEMENTS", chunk_elements)
     a = torch.randn(2, 5, 2, 3, 4, dtype=torch.float64, requires_grad=True)
     g = attention_map(a, p)
     assert g.shape == (2, 1, 2, 3, 4)

@@ -106,10 +106,12 @@ def test_fused_activation_equals_activation_then_block(randomise, kind: str, neg
     torch.testing.assert_close(g_fused, g_separate, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("negative_slope", [None, 0.0, 0.01])
-def test_recomputing_function_passes_gradcheck_over_several_slabs(randomise, monkeypatch, negative_slope) -> None:
-    monkeypatch.setattr(recalibration_module, "CHUNK_VOXELS", 6)  # one depth plane (2 x 3) per slab
-    shape = (2, 4, 3, 2, 3)
+# shape (N, 4, 2, 2, 3); CHUNK_VOXELS 6: one depth plane of one sample per block; 24: two whole samples per block
+@pytest.mark.parametrize(("negative_slope", "n", "chunk_voxels"), [(None, 2, 6), (0.0, 2, 6), (0.01, 2, 6), (0.0, 3, 24)])
+def test_recomputing_function_passes_gradcheck_over_several_blocks(randomise, monkeypatch, negative_slope, n,
+                                                                    chunk_voxels) -> None:
+    monkeypatch.setattr(recalibration_module, "CHUNK_VOXELS", chunk_voxels)
+    shape = (n, 4, 2, 2, 3)
     fr = randomise(FeatureRecalibration(4, shape[2:], bias=True).double())
     y = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda y, *params: fr.recalibrate(y, negative_slope), (y, *fr.parameters()))

@@ -121,3 +121,17 @@ def test_non_fr_network_accepts_other_divisible_sizes_only() -> None:
     assert net(torch.randn(1, 1, 16, 16, 32)).shape == (1, 2, 16, 16, 32)
     with pytest.raises(ValueError, match="cannot be divided"):
         net(torch.randn(1, 1, 8, 16, 20))
+
+
+def test_network_is_finite_under_bfloat16_autocast_with_large_inputs() -> None:
+    from nnunet_airway import DiceFocalLoss
+
+    net = small_net(deep_supervision=True)
+    x = 1e4 * torch.randn(1, 1, *PATCH)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = net(x)
+        loss = sum(DiceFocalLoss()(o, torch.zeros(1, 1, *o.shape[2:])) for o in outputs)
+        loss = loss + DiceFocalLoss().distillation(net.pop_decoder_features())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

@@ -122,7 +122,7 @@ def test_labelled_branches_lie_in_the_label_and_unlabelled_thin_ones_do_not(smal
         k, j, i = voxel_of(small_phantom, middle)
         if branch["labelled"]:
             assert label[k, j, i] == 1
-            assert ct[k, j, i] < -700
+            assert ct[k, j, i] < -500  # lumen (partial volume and noise on the thinnest)
     thin = [b for b in small_phantom.truth["branches"] if b["radius_mm"] < 0.3 * min(small_phantom.geometry.spacing)]
     assert thin and not any(b["labelled"] for b in thin)
 
@@ -160,6 +160,7 @@ def test_sidecar_tree_is_a_consistent_dichotomous_tree(which: str, request: pyte
 @pytest.mark.parametrize("which", ["small_phantom", "medium_phantom"])
 def test_radius_ratios_angles_and_plane_rotations_are_physiological(which: str, request) -> None:
     branches = request.getfixturevalue(which).truth["branches"]
+    rotations = []
     for branch in branches[1:]:
         parent = branches[branch["parent"]]
         ratio = branch["radius_mm"] / parent["radius_mm"]
@@ -170,7 +171,10 @@ def test_radius_ratios_angles_and_plane_rotations_are_physiological(which: str, 
             parent_plane = np.cross(direction(grandparent), direction(parent))
             own_plane = np.cross(direction(parent), direction(branch))
             between = angle_deg(parent_plane, own_plane)
-            assert min(between, 180.0 - between) >= 50.0  # the branching plane turns
+            rotations.append(min(between, 180.0 - between))
+    # the branching plane turns: 60-120 degrees (+-7) as a rule, 40-50 (+-5) where nothing else fits
+    assert min(rotations) >= 34.9
+    assert np.mean(np.array(rotations) >= 52.9) > 0.8
     # the trachea and main bronchi: adult calibre (the grid is derived to cover an adult chest)
     assert 7.5 <= branches[0]["radius_mm"] <= 8.5
     radii_by_generation = {}
@@ -179,11 +183,12 @@ def test_radius_ratios_angles_and_plane_rotations_are_physiological(which: str, 
     assert max(radii_by_generation[max(radii_by_generation)]) < 0.5 * min(request.getfixturevalue(which).geometry.spacing)
 
 
-def test_small_grid_still_labels_trachea_main_bronchi_and_several_generations() -> None:
+def test_small_grid_still_labels_trachea_main_bronchi_and_lobar_bronchi() -> None:
     for seed in range(3):
         truth = generate_phantom(seed, (64, 96, 96)).truth
-        assert truth["max_labelled_generation"] >= 3
-        assert truth["n_labelled_branches"] >= 9
+        generations = [b["generation"] for b in truth["branches"] if b["labelled"]]
+        assert generations.count(0) == 1 and generations.count(1) == 2 and generations.count(2) >= 2
+        assert truth["max_generation"] >= 8
 
 
 def test_branches_beyond_the_main_bronchi_end_inside_the_lungs(medium_phantom: Phantom) -> None:
@@ -223,7 +228,8 @@ def test_explicit_spacing_scales_the_chest_into_a_small_field_of_view() -> None:
     assert ndimage.label(phantom.label)[1] == 1 and truth["n_labelled_branches"] >= 3
 
 
-@pytest.mark.parametrize("shape, spacing", [((8, 96, 96), None), ((20, 20, 20), None), ((64, 96, 96), (9.0, 9.0, 9.0))])
+@pytest.mark.parametrize("shape, spacing", [((8, 96, 96), None), ((20, 20, 20), None),
+                                            ((64, 96, 96), (9.0, 9.0, 9.0))])
 def test_grids_too_small_or_coarse_are_refused(shape, spacing) -> None:
     with pytest.raises(ValueError, match="too (small|coarse)"):
         generate_phantom(0, shape, spacing)
@@ -233,10 +239,10 @@ def test_grids_too_small_or_coarse_are_refused(shape, spacing) -> None:
 
 
 def test_same_seed_gives_identical_phantoms_and_different_seeds_differ() -> None:
-    a, b = generate_phantom(5, (48, 64, 64)), generate_phantom(5, (48, 64, 64))
+    a, b = generate_phantom(5, (56, 80, 80)), generate_phantom(5, (56, 80, 80))
     assert a.ct.tobytes() == b.ct.tobytes() and a.label.tobytes() == b.label.tobytes()
     assert a.truth == b.truth and a.geometry == b.geometry
-    c = generate_phantom(6, (48, 64, 64))
+    c = generate_phantom(6, (56, 80, 80))
     assert a.ct.tobytes() != c.ct.tobytes()
     assert a.truth["branches"] != c.truth["branches"]
 
