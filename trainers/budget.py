@@ -7,7 +7,8 @@ Environment variables (read when the trainer is built):
   compare trainers at the same iteration budget. Exactly one of the two must be set.
 - ``NNUNET_AIRWAY_ITERATIONS_PER_EPOCH`` (default 20) and ``NNUNET_AIRWAY_SEED`` (default 0): short epochs so
   progress shows often; seeded torch, numpy and random for repeatable runs (with nnUNet_n_proc_DA=0).
-A checkpoint is written after every epoch so an interrupted run resumes with ``--c`` (a resumed time-budget
+Test-time mirroring is off (nnU-Net's final validation and nnUNetv2_predict then run one pass per window
+instead of eight, which matters on a CPU). A checkpoint is written after every epoch so an interrupted run resumes with ``--c`` (a resumed time-budget
 run gets its whole budget again).
 """
 
@@ -59,6 +60,12 @@ class TrainingBudgetMixin:
         np.random.seed(seed)
         torch.manual_seed(seed)
         self._started: float | None = None
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None  # training augmentation still mirrors
+        return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     def _spent_fraction(self) -> float:
         if self.time_budget_s is None or self._started is None:

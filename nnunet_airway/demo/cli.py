@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "go inside it unless nnUNet_raw, nnUNet_preprocessed and nnUNet_results are all set")
     parser.add_argument("--cases", type=_positive_int(2), default=defaults.cases,
                         help=f"training phantoms (default {defaults.cases}); {defaults.test_cases} more are held out")
+    parser.add_argument("--test-cases", type=_positive_int(1), default=defaults.test_cases,
+                        help=f"held-out phantoms that are predicted and evaluated (default {defaults.test_cases})")
+    parser.add_argument("--shape", type=_positive_int(64), nargs=3, default=list(defaults.shape_zyx),
+                        metavar=("Z", "Y", "X"), help="phantom size in voxels (default %(default)s; the chest "
+                        "always spans 350 x 350 x 300 mm, so smaller is coarser)")
     parser.add_argument("--budget-minutes", type=_positive_float, default=defaults.budget_minutes,
                         help=f"training time in minutes (default {defaults.budget_minutes:g}); the other stages "
                              "add about two minutes on a 2-core CPU")
@@ -48,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import TRAINER, DemoSettings, PhantomExperiment, resolve_device
     from .report import print_report
 
-    settings = DemoSettings(cases=args.cases, budget_minutes=args.budget_minutes, seed=args.seed)
+    settings = DemoSettings(cases=args.cases, test_cases=args.test_cases, budget_minutes=args.budget_minutes,
+                            seed=args.seed, shape_zyx=tuple(args.shape))
     pipeline = PhantomExperiment(args.workdir.resolve(), settings, resolve_device(args.device), (TRAINER,))
     state = pipeline.run()
     print_report(pipeline, state)

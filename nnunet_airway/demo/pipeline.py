@@ -77,8 +77,9 @@ class PhantomExperiment:
         self.echo = echo
         self.folders = nnunet_folders(workdir)
         # unbuffered, so nnU-Net's progress reaches the log and the progress bar as it happens
+        # nnUNet_def_n_proc=1: nnU-Net's export and validation worker pools would otherwise start 8 processes
         self.env = {**os.environ, **self.folders, "nnUNet_compile": os.environ.get("nnUNet_compile", "f"),
-                    "PYTHONUNBUFFERED": "1"}
+                    "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", "1"), "PYTHONUNBUFFERED": "1"}
         from ..trainers.shims import shim_folder  # the folder nnU-Net searches for our trainers
 
         self.env["nnUNet_extTrainer"] = os.pathsep.join(
@@ -130,15 +131,17 @@ class PhantomExperiment:
             reference="nnunet-airway phantom generator", licence="CC0 (synthetic)",
             inputs={"images": str(self.phantom_dir / "images"), "labels": str(self.phantom_dir / "labels")},
         )
-        return {"dataset": str(result.dataset_dir), "held_out": sorted(held_out)}
+        training = sorted(case.case_id for case in specs if not case.test)
+        return {"dataset": str(result.dataset_dir), "held_out": sorted(held_out), "training": training}
 
     def plan_and_preprocess(self) -> dict[str, Any]:
         env = {key: value for key, value in self.env.items() if key != "nnUNet_n_proc_DA"}
         run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(self.settings.dataset_id), "-c", CONFIGURATION,
                     "--verify_dataset_integrity", "-np", "2"], env, self.log)
-        plans = write_demo_plans(Path(self.folders["nnUNet_preprocessed"]) / self.settings.dataset_folder,
-                                 self.settings.features, self.settings.patch_zyx)
-        return {"plans": str(plans)}
+        preprocessed = Path(self.folders["nnUNet_preprocessed"]) / self.settings.dataset_folder
+        plans = write_demo_plans(preprocessed, self.settings.features, self.settings.patch_zyx)
+        splits = write_single_split(preprocessed, sorted(self.ledger_result("convert")["training"]))
+        return {"plans": str(plans), "splits": str(splits)}
 
     def train(self, trainer: str) -> dict[str, Any]:
         env = {key: value for key, value in self.env.items() if not key.startswith("NNUNET_AIRWAY_")}
@@ -207,13 +210,16 @@ class PhantomExperiment:
             ]
         return stages
 
+    def ledger_result(self, stage: str) -> dict[str, Any]:
+        return self.ledger.result(stage)
+
     def run(self) -> dict[str, Any]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         check_free_disk(self.workdir)
         identity = {key: value for key, value in asdict(self.settings).items() if key != "budget_minutes"}
-        ledger = Ledger(self.workdir / "state.json", {**identity, **self.folders})
-        run_stages(self.stages(), ledger, self.echo)
-        return ledger.state
+        self.ledger = Ledger(self.workdir / "state.json", {**identity, **self.folders})
+        run_stages(self.stages(), self.ledger, self.echo)
+        return self.ledger.state
 
 
 def check_free_disk(folder: Path, needed: int = MIN_FREE_DISK_BYTES) -> None:
@@ -221,6 +227,16 @@ def check_free_disk(folder: Path, needed: int = MIN_FREE_DISK_BYTES) -> None:
     if free < needed:
         raise DataError(f"{folder}: only {free / 1024**3:.1f} GiB free, the demo needs about "
                         f"{needed / 1024**3:.0f} GiB; free some space or choose another --workdir")
+
+
+def write_single_split(preprocessed_dataset_dir: Path, training_cases: list[str]) -> Path:
+    """``splits_final.json`` with one fold: the last fifth of the training cases (at least one) validates.
+
+    nnU-Net's own 5-fold split needs at least 5 cases; the demo runs with as few as 2.
+    """
+    n_val = max(1, len(training_cases) // 5)
+    split = [{"train": training_cases[:-n_val], "val": training_cases[-n_val:]}]
+    return write_json(preprocessed_dataset_dir / "splits_final.json", split)
 
 
 def write_demo_plans(preprocessed_dataset_dir: Path, features: tuple[int, ...] = DEMO_FEATURES,
