@@ -1,0 +1,305 @@
+"""A phantom experiment: phantoms -> nnU-Net raw -> plan and preprocess -> per trainer: train -> predict ->
+evaluate. ``nnunet-airway demo`` runs it with one trainer on a time budget; ``benchmarks/thin_branches.py``
+with the Table 2 trainers on the same epoch budget.
+
+Every stage is safe to run again over its own partial output, so the ledger in ``stages`` can resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from ..io import write_json
+from .nnunet_runner import nnunet_folders, run_logged
+from .stages import Ledger, Stage, run_stages
+
+DATASET_ID = 990
+DATASET_NAME = "AirwayPhantomDemo"
+TRAINER = "nnUNetTrainerAirwayFRAD_Budget"
+PLANS = "nnUNetAirwayDemoPlans"
+CONFIGURATION = "3d_fullres"
+FOLD = "0"
+MIN_FREE_DISK_BYTES = 2 * 1024**3
+# The demo network: nnU-Net's plan for the phantoms with fewer features and a smaller patch, so that a
+# 2-core CPU runs a few hundred iterations in minutes (the full plan takes over 10 s per iteration there).
+DEMO_FEATURES = (8, 16, 32, 64, 64)
+DEMO_PATCH_ZYX = (48, 64, 64)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What a work dir is made with; a rerun must use the same data settings (all but the budget)."""
+
+    cases: int = 8
+    test_cases: int = 2
+    budget_minutes: float = 5.0
+    seed: int = 0
+    shape_zyx: tuple[int, int, int] = (80, 112, 112)
+    dataset_id: int = DATASET_ID
+    dataset_name: str = DATASET_NAME
+    features: tuple[int, ...] = DEMO_FEATURES
+    patch_zyx: tuple[int, int, int] = DEMO_PATCH_ZYX
+
+    @property
+    def dataset_folder(self) -> str:
+        return f"Dataset{self.dataset_id:03d}_{self.dataset_name}"
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible to torch, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class PhantomExperiment:
+    """The stages of one work dir. ``budget``: the budget trainers' variables (see trainers/budget.py),
+    e.g. {"NNUNET_AIRWAY_TIME_BUDGET_S": "300"} or {"NNUNET_AIRWAY_EPOCHS": "20"}."""
+
+    def __init__(self, workdir: Path, settings: DemoSettings, device: str, trainers: tuple[str, ...] = (TRAINER,),
+                 budget: dict[str, str] | None = None, echo=print) -> None:
+        self.workdir = workdir
+        self.settings = settings
+        self.trainers = trainers
+        self.budget = budget or {"NNUNET_AIRWAY_TIME_BUDGET_S": str(settings.budget_minutes * 60)}
+        self.device = device
+        self.echo = echo
+        self.folders = nnunet_folders(workdir)
+        # unbuffered, so nnU-Net's progress reaches the log and the progress bar as it happens
+        # nnUNet_def_n_proc=1: nnU-Net's export and validation worker pools would otherwise start 8 processes
+        self.env = {**os.environ, **self.folders, "nnUNet_compile": os.environ.get("nnUNet_compile", "f"),
+                    "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", "1"), "PYTHONUNBUFFERED": "1"}
+        from ..trainers.shims import shim_folder  # the folder nnU-Net searches for our trainers
+
+        self.env["nnUNet_extTrainer"] = os.pathsep.join(
+            p for p in (str(shim_folder()), os.environ.get("nnUNet_extTrainer", "")) if p
+        )
+        self.log = workdir / "logs" / "nnunet.log"
+
+    # paths ---------------------------------------------------------------------------------------------
+    @property
+    def phantom_dir(self) -> Path:
+        return self.workdir / "phantoms"
+
+    @property
+    def raw_dir(self) -> Path:
+        return Path(self.folders["nnUNet_raw"]) / self.settings.dataset_folder
+
+    def prediction_dir(self, trainer: str) -> Path:
+        return self.workdir / "predictions" / trainer
+
+    def evaluation_dir(self, trainer: str) -> Path:
+        return self.workdir / "evaluation" / trainer
+
+    def model_dir(self, trainer: str) -> Path:
+        return (Path(self.folders["nnUNet_results"]) / self.settings.dataset_folder /
+                f"{trainer}__{PLANS}__{CONFIGURATION}")
+
+    # stages --------------------------------------------------------------------------------------------
+    def make_phantoms(self) -> dict[str, Any]:
+        from ..phantoms import write_phantoms
+
+        total = self.settings.cases + self.settings.test_cases
+        cases = write_phantoms(self.phantom_dir, total, seed=self.settings.seed, shape_zyx=self.settings.shape_zyx,
+                               preview=True, overwrite=True)
+        return {"cases": list(cases), "folder": str(self.phantom_dir)}
+
+    def convert(self) -> dict[str, Any]:
+        from ..dataset_conversion import write_raw_dataset
+        from ..dataset_conversion.sources import folder_cases
+
+        self._refuse_foreign_dataset_with_our_id()
+        found = folder_cases(self.phantom_dir / "images", self.phantom_dir / "labels")
+        ordered = sorted(found.cases, key=lambda case: case.case_id)
+        held_out = {case.case_id for case in ordered[self.settings.cases:]}
+        specs = [replace(case, test=case.case_id in held_out) for case in ordered]
+        result = write_raw_dataset(
+            specs, self.settings.dataset_id, self.settings.dataset_name, source="folder",
+            out_root=self.folders["nnUNet_raw"], strict=True,
+            description="Synthetic chest CT airway phantoms written by nnunet-airway",
+            reference="nnunet-airway phantom generator", licence="CC0 (synthetic)",
+            inputs={"images": str(self.phantom_dir / "images"), "labels": str(self.phantom_dir / "labels")},
+        )
+        training = sorted(case.case_id for case in specs if not case.test)
+        return {"dataset": str(result.dataset_dir), "held_out": sorted(held_out), "training": training}
+
+    def plan_and_preprocess(self) -> dict[str, Any]:
+        env = {key: value for key, value in self.env.items() if key != "nnUNet_n_proc_DA"}
+        run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(self.settings.dataset_id), "-c", CONFIGURATION,
+                    "--verify_dataset_integrity", "-np", "2"], env, self.log)
+        preprocessed = Path(self.folders["nnUNet_preprocessed"]) / self.settings.dataset_folder
+        plans = write_demo_plans(preprocessed, self.settings.features, self.settings.patch_zyx)
+        splits = write_single_split(preprocessed, sorted(self.ledger_result("convert")["training"]))
+        return {"plans": str(plans), "splits": str(splits)}
+
+    def train(self, trainer: str) -> dict[str, Any]:
+        env = {key: value for key, value in self.env.items() if not key.startswith("NNUNET_AIRWAY_")}
+        env.update({**self.budget, "NNUNET_AIRWAY_SEED": str(self.settings.seed), "nnUNet_n_proc_DA": "0"})
+        command = ["nnUNetv2_train", str(self.settings.dataset_id), CONFIGURATION, FOLD, "-tr", trainer,
+                   "-p", PLANS, "-device", self.device]
+        fold_dir = self.model_dir(trainer) / f"fold_{FOLD}"
+        if (fold_dir / "checkpoint_latest.pth").exists():
+            command.append("--c")
+        progress = TrainingProgress(self.budget)
+        try:
+            run_logged(command, env, self.log, progress.on_line)
+        finally:
+            progress.close()
+        checkpoint = fold_dir / "checkpoint_final.pth"
+        if not checkpoint.exists():
+            raise DataError(f"{checkpoint}: training ended without a final checkpoint; see {self.log}")
+        return {"checkpoint": str(checkpoint), "epochs": progress.epochs, "last_pseudo_dice": progress.pseudo_dice,
+                "seconds": round(progress.elapsed(), 1)}
+
+    def predict(self, trainer: str) -> dict[str, Any]:
+        out = self.prediction_dir(trainer)
+        run_logged(["nnUNetv2_predict", "-i", str(self.raw_dir / "imagesTs"), "-o", str(out),
+                    "-d", str(self.settings.dataset_id), "-c", CONFIGURATION, "-f", FOLD, "-tr", trainer,
+                    "-p", PLANS, "-device", self.device, "--disable_tta", "--continue_prediction",
+                    "-npp", "1", "-nps", "1"],
+                   {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
+        return {"predictions": str(out)}
+
+    def evaluate(self, trainer: str) -> dict[str, Any]:
+        from ..evaluation import evaluate_folder
+
+        folder = self.evaluation_dir(trainer)
+        (folder / "renders").mkdir(parents=True, exist_ok=True)
+        summary = evaluate_folder(self.prediction_dir(trainer), self.raw_dir / "labelsTs",
+                                  render_dir=folder / "renders")
+        write_json(folder / "summary.json", summary)
+        return {"summary": str(folder / "summary.json"), "mean": summary["mean"], "std": summary["std"]}
+
+    def _refuse_foreign_dataset_with_our_id(self) -> None:
+        raw = Path(self.folders["nnUNet_raw"])
+        ours = self.settings.dataset_folder
+        for other in raw.glob(f"Dataset{self.settings.dataset_id:03d}_*") if raw.is_dir() else ():
+            if other.name != ours:
+                raise DataError(f"{other}: nnU-Net data set id {self.settings.dataset_id} is taken by another data "
+                                f"set; {ours} needs it: move that folder or unset the nnU-Net folder variables")
+
+    def stages(self) -> list[Stage]:
+        budget = ", ".join(f"{key}={value}" for key, value in self.budget.items())
+        stages = [
+            Stage("phantoms", f"writing {self.settings.cases + self.settings.test_cases} synthetic CT phantoms",
+                  self.make_phantoms),
+            Stage("convert", f"converting them into nnU-Net raw ({self.raw_dir})", self.convert),
+            Stage("plan_and_preprocess", "nnUNetv2_plan_and_preprocess (fingerprint, plans, preprocessing)",
+                  self.plan_and_preprocess),
+        ]
+        for trainer in self.trainers:
+            suffix = "" if len(self.trainers) == 1 else f" {trainer}"
+            stages += [
+                Stage(f"train{suffix}", f"nnUNetv2_train -tr {trainer} on {self.device} ({budget})",
+                      partial(self.train, trainer)),
+                Stage(f"predict{suffix}", f"nnUNetv2_predict -tr {trainer} on the held-out phantoms",
+                      partial(self.predict, trainer)),
+                Stage(f"evaluate{suffix}", "airway tree metrics on the held-out phantoms",
+                      partial(self.evaluate, trainer)),
+            ]
+        return stages
+
+    def ledger_result(self, stage: str) -> dict[str, Any]:
+        return self.ledger.result(stage)
+
+    def run(self) -> dict[str, Any]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        check_free_disk(self.workdir)
+        identity = {key: value for key, value in asdict(self.settings).items() if key != "budget_minutes"}
+        self.ledger = Ledger(self.workdir / "state.json", {**identity, **self.folders})
+        run_stages(self.stages(), self.ledger, self.echo)
+        return self.ledger.state
+
+
+def check_free_disk(folder: Path, needed: int = MIN_FREE_DISK_BYTES) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DataError(f"{folder}: only {free / 1024**3:.1f} GiB free, the demo needs about "
+                        f"{needed / 1024**3:.0f} GiB; free some space or choose another --workdir")
+
+
+def write_single_split(preprocessed_dataset_dir: Path, training_cases: list[str]) -> Path:
+    """``splits_final.json`` with one fold: the last fifth of the training cases (at least one) validates.
+
+    nnU-Net's own 5-fold split needs at least 5 cases; the demo runs with as few as 2.
+    """
+    n_val = max(1, len(training_cases) // 5)
+    split = [{"train": training_cases[:-n_val], "val": training_cases[-n_val:]}]
+    return write_json(preprocessed_dataset_dir / "splits_final.json", split)
+
+
+def write_demo_plans(preprocessed_dataset_dir: Path, features: tuple[int, ...] = DEMO_FEATURES,
+                     patch_zyx: tuple[int, int, int] = DEMO_PATCH_ZYX) -> Path:
+    """Copy nnU-Net's plans as ``nnUNetAirwayDemoPlans.json`` with a narrower network and a smaller patch.
+
+    The data identifier is kept, so training reads the data nnUNetv2_plan_and_preprocess already wrote.
+    """
+    source = preprocessed_dataset_dir / "nnUNetPlans.json"
+    plans = json.loads(source.read_text())
+    plans["plans_name"] = PLANS
+    configuration = plans["configurations"][CONFIGURATION]
+    arch = configuration["architecture"]["arch_kwargs"]
+    if arch["n_stages"] != len(features):
+        raise DataError(f"{source}: nnU-Net planned {arch['n_stages']} stages for the phantoms, the small "
+                        f"network has {len(features)}; use a phantom shape of at least 64 voxels per axis")
+    arch["features_per_stage"] = list(features)
+    configuration["patch_size"] = list(patch_zyx)
+    return write_json(preprocessed_dataset_dir / f"{PLANS}.json", plans)
+
+
+def first_number(text: str) -> float | None:
+    """The first decimal number in ``text`` ("[(0.71), 0.2]" -> 0.71), or None."""
+    match = re.search(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)
+    return float(match.group(0)) if match else None
+
+
+class TrainingProgress:
+    """A progress bar over the training budget (seconds or epochs), fed by nnU-Net's console lines."""
+
+    _EPOCH = re.compile(r"^Epoch (\d+)\s*$")
+    _DICE = re.compile(r"Pseudo dice \[(.*)\]")
+    _LOSS = re.compile(r"train_loss (-?[\d.]+)")
+
+    def __init__(self, budget: dict[str, str]) -> None:
+        from tqdm import tqdm
+
+        self.by_time = "NNUNET_AIRWAY_TIME_BUDGET_S" in budget
+        total = float(budget["NNUNET_AIRWAY_TIME_BUDGET_S"]) if self.by_time else int(budget["NNUNET_AIRWAY_EPOCHS"])
+        unit = "s" if self.by_time else "epochs"
+        self.bar = tqdm(total=int(total), desc="training", unit=unit,
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total} " + unit + " {postfix}")
+        self.epochs = 0
+        self.pseudo_dice: float | None = None
+        self.train_loss: float | None = None
+        self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def on_line(self, line: str) -> None:
+        text = line.split(": ", 1)[-1].strip()
+        if match := self._EPOCH.match(text):
+            self.epochs = int(match.group(1)) + 1
+        elif match := self._LOSS.search(text):
+            self.train_loss = float(match.group(1))
+        elif match := self._DICE.search(text):
+            self.pseudo_dice = first_number(match.group(1).replace("np.float32", "").replace("np.float64", ""))
+        else:
+            return
+        done = self.elapsed() if self.by_time else max(self.epochs - 1, 0)
+        self.bar.n = min(done, self.bar.total)
+        self.bar.set_postfix(epoch=self.epochs, train_loss=self.train_loss, pseudo_dice=self.pseudo_dice)
+
+    def close(self) -> None:
+        self.bar.close()

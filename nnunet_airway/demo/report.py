@@ -1,0 +1,37 @@
+"""What the demo prints at the end: the Table-1-style summary and where every file is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def print_report(experiment, state: dict[str, Any]) -> None:
+    """``experiment``: the finished PhantomExperiment (one trainer); ``state``: its ledger."""
+    from ..evaluation.report import format_table
+
+    (trainer,) = experiment.trainers
+    summary_path = Path(state["stages"]["evaluate"]["result"]["summary"])
+    summary = json.loads(summary_path.read_text())
+    print()
+    print(format_table(summary, "FR + AD (demo)"))
+    detected = ", ".join(
+        f"gen {g}: {v:.0f}%" for g, v in summary["mean"]["BD_by_generation"].items() if v is not None
+    )
+    print(f"Branches detected per airway generation: {detected}")
+    print()
+    train = state["stages"]["train"]["result"]
+    rows = [
+        ("phantoms (CT, labels, truth JSON, previews)", experiment.phantom_dir),
+        ("nnU-Net raw data set", experiment.raw_dir),
+        ("trained model", experiment.model_dir(trainer)),
+        ("final checkpoint", train["checkpoint"]),
+        ("held-out predictions", experiment.prediction_dir(trainer)),
+        ("metrics", summary_path),
+        ("pictures (green detected, red missed, blue false positive)", experiment.evaluation_dir(trainer) / "renders"),
+        ("nnU-Net's console output", experiment.log),
+    ]
+    print("Where everything is:")
+    for what, where in rows:
+        print(f"  {what}: {where}")

@@ -1,0 +1,110 @@
+"""Trainers on a fixed budget, for the demo and the thin-branch benchmark: ``nnUNetTrainerAirway*_Budget``.
+
+Environment variables (read when the trainer is built):
+- ``NNUNET_AIRWAY_TIME_BUDGET_S``: stop after the epoch in which this many seconds of training were spent;
+  the learning rate then decays poly(0.9) over the *time* budget instead of over nnU-Net's 1000 epochs.
+- ``NNUNET_AIRWAY_EPOCHS``: train exactly this many epochs (nnU-Net's poly schedule over them); use this to
+  compare trainers at the same iteration budget. Exactly one of the two must be set.
+- ``NNUNET_AIRWAY_ITERATIONS_PER_EPOCH`` (default 20) and ``NNUNET_AIRWAY_SEED`` (default 0): short epochs so
+  progress shows often; seeded torch, numpy and random for repeatable runs (with nnUNet_n_proc_DA=0).
+Test-time mirroring is off (nnU-Net's final validation and nnUNetv2_predict then run one pass per window
+instead of eight, which matters on a CPU). A checkpoint is written after every epoch so an interrupted run resumes with ``--c`` (a resumed time-budget
+run gets its whole budget again).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from time import perf_counter
+
+import numpy as np
+import torch
+
+from .base import DEFAULT_DEVICE
+from .variants import nnUNetTrainerAirwayAD, nnUNetTrainerAirwayBaseline, nnUNetTrainerAirwayFR, nnUNetTrainerAirwayFRAD
+
+TIME_BUDGET_VARIABLE = "NNUNET_AIRWAY_TIME_BUDGET_S"
+EPOCHS_VARIABLE = "NNUNET_AIRWAY_EPOCHS"
+ITERATIONS_VARIABLE = "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH"
+SEED_VARIABLE = "NNUNET_AIRWAY_SEED"
+
+
+class TimeBudgetSpent(Exception):
+    """Raised at the end of the epoch in which the time budget ran out; ends training normally."""
+
+
+def budget_from_environment() -> tuple[float | None, int | None]:
+    """(time budget in s, epochs): exactly one is set; a RuntimeError says what to export otherwise."""
+    time_budget, epochs = os.environ.get(TIME_BUDGET_VARIABLE), os.environ.get(EPOCHS_VARIABLE)
+    if (time_budget is None) == (epochs is None):
+        raise RuntimeError(f"the *_Budget trainers need exactly one of {TIME_BUDGET_VARIABLE} (seconds) or "
+                           f"{EPOCHS_VARIABLE} (epochs) in the environment, e.g. export {EPOCHS_VARIABLE}=50")
+    return (float(time_budget), None) if time_budget is not None else (None, int(epochs))
+
+
+class TrainingBudgetMixin:
+    """Put before an airway trainer class: ``class X(TrainingBudgetMixin, nnUNetTrainerAirwayFRAD)``."""
+
+    # nnU-Net records its __init__ arguments by name (inspect.signature), so the signature is spelled out
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = DEFAULT_DEVICE) -> None:
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.time_budget_s, epochs = budget_from_environment()
+        self.num_epochs = epochs if epochs is not None else 100_000  # the time budget ends training first
+        self.num_iterations_per_epoch = int(os.environ.get(ITERATIONS_VARIABLE, "20"))
+        self.num_val_iterations_per_epoch = max(1, self.num_iterations_per_epoch // 5)
+        self.save_every = 1
+        seed = int(os.environ.get(SEED_VARIABLE, "0"))
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self._started: float | None = None
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None  # training augmentation still mirrors
+        return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+    def _spent_fraction(self) -> float:
+        if self.time_budget_s is None or self._started is None:
+            return 0.0
+        return (perf_counter() - self._started) / self.time_budget_s
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        if self.time_budget_s is not None:
+            decayed = self.initial_lr * max(1.0 - self._spent_fraction(), 0.0) ** 0.9
+            for group in self.optimizer.param_groups:
+                group["lr"] = decayed
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        if self._spent_fraction() >= 1.0:
+            raise TimeBudgetSpent
+
+    def run_training(self) -> None:
+        self._started = perf_counter()
+        try:
+            super().run_training()
+        except TimeBudgetSpent:
+            self.print_to_log_file(f"time budget of {self.time_budget_s:.0f} s spent after epoch "
+                                   f"{self.current_epoch - 1}; finishing", also_print_to_console=True)
+            self.on_train_end()
+
+
+class nnUNetTrainerAirwayFRAD_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayFRAD):
+    """FR + AD (the paper's method) on a time or epoch budget."""
+
+
+class nnUNetTrainerAirwayBaseline_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayBaseline):
+    """Baseline (no FR, no AD) on a time or epoch budget."""
+
+
+class nnUNetTrainerAirwayFR_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayFR):
+    """Baseline + FR on a time or epoch budget."""
+
+
+class nnUNetTrainerAirwayAD_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD):
+    """Baseline + AD on a time or epoch budget."""
