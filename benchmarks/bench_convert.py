@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from nnunet_airway.dataset_conversion import convert_folder
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from nnunet_airway.dataset_conversion import convert_folder
 
 TARGET_RATIO = 1.3
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from nnunet_airway.dataset_conversion.dicom import read_dicom_folder
 
+from nnunet_airway.dataset_conversion.dicom import read_dicom_folder
 from nnunet_airway.errors import DataError
 
 

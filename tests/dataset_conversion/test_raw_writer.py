@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from nnunet_airway.dataset_conversion import CaseSpec, convert_folder, write_raw_dataset
 from nnunet_airway.dataset_conversion.raw_writer import _write_case_files
-
 from nnunet_airway.errors import DataError
 from nnunet_airway.io import Geometry, write_image
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nnunet_airway.evaluation import evaluate_case, evaluate_folder
 
 from nnunet_airway.errors import DataError
+from nnunet_airway.evaluation import evaluate_case, evaluate_folder
 from nnunet_airway.io import Geometry, write_image
 
 AirwayCase = Callable[[str], tuple[np.ndarray, tuple[float, float, float]]]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from nnunet_airway.evaluation import evaluate_case
 
 AirwayCase = Callable[[str], tuple[np.ndarray, tuple[float, float, float]]]

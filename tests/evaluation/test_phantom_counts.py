@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from nnunet_airway.evaluation import evaluate_case
 
+from nnunet_airway.evaluation import evaluate_case
 from nnunet_airway.phantoms import generate_phantom
 
 SEEDS = (0, 1)

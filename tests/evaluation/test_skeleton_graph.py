@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from nnunet_airway.evaluation.skeleton_graph import skeleton_graph
 from nnunet_airway.evaluation.tree import MIN_PIECE_VOXELS, build_tree
 

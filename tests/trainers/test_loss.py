@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nnunet_airway.trainers.loss import SegmentationWithDistillation
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunet_airway import DiceFocalLoss, attention_distillation_loss
+from nnunet_airway.trainers.loss import SegmentationWithDistillation
 
 
 def logits_and_target(shape=(2, 2, 4, 8, 8), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nnunet_airway.trainers.network import build_fradunet, check_plans_for_fradunet
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+
+from nnunet_airway.trainers.network import build_fradunet, check_plans_for_fradunet
 
 
 def configuration(patch_size: list[int], strides: list[list[int]], features: list[int] | None = None,

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from nnunet_airway.trainers.compat import parse_major_minor, require_nnunetv2
-from nnunet_airway.trainers.shims import shim_folder
 
 from nnunet_airway.errors import DataError
+from nnunet_airway.trainers.compat import parse_major_minor, require_nnunetv2
+from nnunet_airway.trainers.shims import shim_folder
 
 
 def trainer_path(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

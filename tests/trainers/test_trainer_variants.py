@@ -9,10 +9,10 @@ import pickle
 
 import pytest
 import torch
-from nnunet_airway.trainers.base import unwrapped
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunet_airway import ChannelSE, FeatureRecalibration, ProjectExcite
+from nnunet_airway.trainers.base import unwrapped
 
 RECALIBRATION_TYPES = {"fr": FeatureRecalibration, "pe": ProjectExcite, "cse": ChannelSE, None: None}
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from nnunet_airway.trainers.base import unwrapped
-from nnunet_airway.trainers.loss import SegmentationWithDistillation
-from nnunet_airway.trainers.variants import nnUNetTrainerAirwayFRAD, nnUNetTrainerAirwayFRAD_DS
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_airway import DiceFocalLoss, FRADUNet
+from nnunet_airway.trainers.base import unwrapped
+from nnunet_airway.trainers.loss import SegmentationWithDistillation
+from nnunet_airway.trainers.variants import nnUNetTrainerAirwayFRAD, nnUNetTrainerAirwayFRAD_DS
 
 PATCH = (16, 32, 32)
 STRIDES = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]

@@ -12,6 +12,7 @@ import random
 
 import numpy as np
 import torch
+
 from nnunet_airway.trainers.base import DEFAULT_DEVICE
 from nnunet_airway.trainers.variants import nnUNetTrainerAirwayFRAD
 
