@@ -5,6 +5,10 @@ Environment variables (read when the trainer is built):
   the learning rate then decays poly(0.9) over the *time* budget instead of over nnU-Net's 1000 epochs.
 - ``NNUNET_AIRWAY_EPOCHS``: train exactly this many epochs (nnU-Net's poly schedule over them); use this to
   compare trainers at the same iteration budget. Exactly one of the two must be set.
+- ``NNUNET_AIRWAY_LR`` (default 1e-3): the optimiser is the paper's Adam (betas 0.5, 0.999) at a higher rate
+  than its 2e-4. On a budget of a few hundred iterations nnU-Net's SGD (lr 0.01, momentum 0.99) stays at an
+  all-background prediction under eq. 7's Dice + focal loss, while this Adam reaches a useful airway within
+  about 100 iterations (measured on 80x112x112 phantoms, patch 48x64x64).
 - ``NNUNET_AIRWAY_ITERATIONS_PER_EPOCH`` (default 20) and ``NNUNET_AIRWAY_SEED`` (default 0): short epochs so
   progress shows often; seeded torch, numpy and random for repeatable runs (with nnUNet_n_proc_DA=0).
 Test-time mirroring is off (nnU-Net's final validation and nnUNetv2_predict then run one pass per window
@@ -20,6 +24,7 @@ from time import perf_counter
 
 import numpy as np
 import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
 from .base import DEFAULT_DEVICE
 from .variants import nnUNetTrainerAirwayAD, nnUNetTrainerAirwayBaseline, nnUNetTrainerAirwayFR, nnUNetTrainerAirwayFRAD
@@ -28,6 +33,7 @@ TIME_BUDGET_VARIABLE = "NNUNET_AIRWAY_TIME_BUDGET_S"
 EPOCHS_VARIABLE = "NNUNET_AIRWAY_EPOCHS"
 ITERATIONS_VARIABLE = "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH"
 SEED_VARIABLE = "NNUNET_AIRWAY_SEED"
+LR_VARIABLE = "NNUNET_AIRWAY_LR"
 
 
 class TimeBudgetSpent(Exception):
@@ -55,11 +61,16 @@ class TrainingBudgetMixin:
         self.num_iterations_per_epoch = int(os.environ.get(ITERATIONS_VARIABLE, "20"))
         self.num_val_iterations_per_epoch = max(1, self.num_iterations_per_epoch // 5)
         self.save_every = 1
+        self.initial_lr = float(os.environ.get(LR_VARIABLE, "1e-3"))
         seed = int(os.environ.get(SEED_VARIABLE, "0"))
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
         self._started: float | None = None
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, betas=(0.5, 0.999))
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         rotation, dummy_2d, initial_patch_size, mirror_axes = \
