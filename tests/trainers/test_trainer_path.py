@@ -25,9 +25,10 @@ def test_prints_the_shim_folder_which_holds_only_shim_modules() -> None:
     folder = Path(result.stdout.strip())
     assert folder == shim_folder() and folder.is_absolute()
     modules = sorted(p.name for p in folder.glob("*.py"))
-    assert modules == ["__init__.py", "nnunet_airway_trainers.py"]
-    shim_source = (folder / "nnunet_airway_trainers.py").read_text()
-    assert "class " not in shim_source and "from nnunet_airway.trainers." in shim_source
+    assert modules == ["__init__.py", "nnunet_airway_budget_trainers.py", "nnunet_airway_trainers.py"]
+    for shim in modules[1:]:
+        shim_source = (folder / shim).read_text()
+        assert "class " not in shim_source and "from nnunet_airway.trainers." in shim_source
 
 
 def test_append_keeps_other_trainer_folders_once(tmp_path: Path) -> None:
