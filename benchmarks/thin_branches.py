@@ -115,11 +115,13 @@ def figure(per_seed: dict[int, dict[str, dict]], title: str) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for method in TRAINERS:
         means = generation_means(per_seed, method)
         ax.plot(list(means), list(means.values()), marker="o", label=method)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("airway generation")
     ax.set_ylabel("branches detected, BD (%)")
     ax.set_ylim(-2, 102)
