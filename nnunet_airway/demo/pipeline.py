@@ -140,7 +140,7 @@ class PhantomExperiment:
                     "--verify_dataset_integrity", "-np", "2"], env, self.log)
         preprocessed = Path(self.folders["nnUNet_preprocessed"]) / self.settings.dataset_folder
         plans = write_demo_plans(preprocessed, self.settings.features, self.settings.patch_zyx)
-        splits = write_single_split(preprocessed, sorted(self.ledger_result("convert")["training"]))
+        splits = write_single_split(preprocessed, sorted(self.ledger.result("convert")["training"]))
         return {"plans": str(plans), "splits": str(splits)}
 
     def train(self, trainer: str) -> dict[str, Any]:
@@ -209,9 +209,6 @@ class PhantomExperiment:
                       partial(self.evaluate, trainer)),
             ]
         return stages
-
-    def ledger_result(self, stage: str) -> dict[str, Any]:
-        return self.ledger.result(stage)
 
     def run(self) -> dict[str, Any]:
         self.workdir.mkdir(parents=True, exist_ok=True)
