@@ -13,6 +13,7 @@ from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunet_airway import ChannelSE, FeatureRecalibration, ProjectExcite
 from nnunet_airway.trainers.base import unwrapped
+from nnunet_airway.trainers.network import FOREGROUND_PRIOR
 
 RECALIBRATION_TYPES = {"fr": FeatureRecalibration, "pe": ProjectExcite, "cse": ChannelSE, None: None}
 
@@ -47,6 +48,11 @@ def test_trainer_builds_steps_and_loads_strictly_for_prediction(name: str, phant
 
     trainer.initialize()
     network = unwrapped(trainer.network)
+    # the focal loss paper's prior initialisation: every variant starts at p(airway) = FOREGROUND_PRIOR
+    with torch.no_grad():
+        logits = network(torch.randn(1, 1, *trainer.configuration_manager.patch_size))
+    start = torch.softmax(logits[0] if isinstance(logits, list) else logits, 1)[:, 1]
+    assert abs(float(start.mean()) - FOREGROUND_PRIOR) < 0.2 * FOREGROUND_PRIOR
     recalibration, distillation_weight, deep_supervision = EXPECTED[name]
     found = {type(m) for m in network.modules()} & {FeatureRecalibration, ProjectExcite, ChannelSE}
     assert found == ({RECALIBRATION_TYPES[recalibration]} if recalibration else set())

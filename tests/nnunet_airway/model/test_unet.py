@@ -135,3 +135,37 @@ def test_network_is_finite_under_bfloat16_autocast_with_large_inputs() -> None:
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize(("num_classes", "prior", "expected"), [
+    (2, 0.01, (0.99, 0.01)),
+    (2, 0.2, (0.8, 0.2)),
+    (3, 0.1, (0.9, 0.05, 0.05)),
+])
+def test_foreground_prior_sets_the_starting_probabilities(num_classes: int, prior: float, expected: tuple) -> None:
+    torch.manual_seed(0)
+    net = FRADUNet(1, num_classes, PATCH, FEATURES, STRIDES, deep_supervision=True, foreground_prior=prior)
+    with torch.no_grad():
+        outputs = net(torch.randn(2, 1, *PATCH))
+    for logits in outputs:  # every deep-supervision head starts at the prior
+        probabilities = torch.softmax(logits, 1)
+        for channel, value in enumerate(expected):
+            assert torch.allclose(probabilities[:, channel], torch.full_like(probabilities[:, channel], value),
+                                  atol=0.15 * value)
+
+
+def test_default_initialisation_starts_near_one_half() -> None:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        probabilities = torch.softmax(small_net()(torch.randn(2, 1, *PATCH)), 1)[:, 1]
+    assert 0.2 < probabilities.mean() < 0.8
+
+
+@pytest.mark.parametrize(("num_classes", "prior", "message"), [
+    (2, 0.0, r"foreground_prior must be None or in \(0, 1\), got 0.0"),
+    (2, 1.0, r"foreground_prior must be None or in \(0, 1\), got 1.0"),
+    (1, 0.01, r"num_classes >= 2, got 1"),
+])
+def test_bad_foreground_prior_is_refused(num_classes: int, prior: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FRADUNet(1, num_classes, PATCH, FEATURES, STRIDES, foreground_prior=prior)
