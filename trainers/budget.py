@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from time import perf_counter
 
 import numpy as np
@@ -34,6 +35,23 @@ EPOCHS_VARIABLE = "NNUNET_AIRWAY_EPOCHS"
 ITERATIONS_VARIABLE = "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH"
 SEED_VARIABLE = "NNUNET_AIRWAY_SEED"
 LR_VARIABLE = "NNUNET_AIRWAY_LR"
+
+
+class TimeBudgetPolyLR(PolyLRScheduler):
+    """nnU-Net's poly(0.9) decay over the share of a time budget spent instead of over epochs:
+    lr = initial_lr * (1 - spent_fraction())^0.9, clipped at 0. nnU-Net calls ``step(epoch)`` at the start of
+    every epoch and then logs the rate, so its log and progress plot show the rate actually used."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, initial_lr: float,
+                 spent_fraction: Callable[[], float], exponent: float = 0.9) -> None:
+        self.spent_fraction = spent_fraction
+        super().__init__(optimizer, initial_lr, max_steps=1, exponent=exponent)
+
+    def step(self, current_step: int | None = None) -> None:
+        remaining = max(1.0 - self.spent_fraction(), 0.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.initial_lr * remaining**self.exponent
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 class TimeBudgetSpent(Exception):
@@ -70,6 +88,8 @@ class TrainingBudgetMixin:
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, betas=(0.5, 0.999))
+        if self.time_budget_s is not None:
+            return optimizer, TimeBudgetPolyLR(optimizer, self.initial_lr, self._spent_fraction)
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
@@ -82,13 +102,6 @@ class TrainingBudgetMixin:
         if self.time_budget_s is None or self._started is None:
             return 0.0
         return (perf_counter() - self._started) / self.time_budget_s
-
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        if self.time_budget_s is not None:
-            decayed = self.initial_lr * max(1.0 - self._spent_fraction(), 0.0) ** 0.9
-            for group in self.optimizer.param_groups:
-                group["lr"] = decayed
 
     def on_epoch_end(self) -> None:
         super().on_epoch_end()

@@ -1,10 +1,21 @@
-"""The budget trainers' settings from the environment (their training runs in tests/nnunet_airway/demo)."""
+"""The budget trainers' settings from the environment and their time-based schedule (their full training runs
+in tests/nnunet_airway/demo)."""
 
 from __future__ import annotations
 
-import pytest
+from time import perf_counter
 
-from nnunet_airway.trainers.budget import EPOCHS_VARIABLE, TIME_BUDGET_VARIABLE, budget_from_environment
+import pytest
+import torch
+
+from nnunet_airway.trainers.budget import (
+    EPOCHS_VARIABLE,
+    TIME_BUDGET_VARIABLE,
+    TimeBudgetPolyLR,
+    budget_from_environment,
+)
+
+from .test_trainer_variants import make_trainer
 
 
 @pytest.mark.parametrize(
@@ -27,3 +38,30 @@ def test_none_or_both_budget_variables_say_what_to_export(monkeypatch: pytest.Mo
         monkeypatch.setenv(key, value)
     with pytest.raises(RuntimeError, match="exactly one of"):
         budget_from_environment()
+
+
+def test_time_budget_schedule_decays_with_the_share_of_time_spent() -> None:
+    spent = [0.0]
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = TimeBudgetPolyLR(optimizer, 1e-3, lambda: spent[0])
+    rates = []
+    for epoch, fraction in enumerate([0.0, 0.5, 0.99, 1.2]):
+        spent[0] = fraction
+        scheduler.step(epoch)  # nnU-Net passes the epoch; the rate follows the clock
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-3, 1e-3 * 0.5**0.9, 1e-3 * 0.01**0.9, 0.0])
+    assert scheduler.get_last_lr() == [0.0]
+
+
+def test_time_budget_trainer_logs_the_rate_it_uses(monkeypatch: pytest.MonkeyPatch, phantom_dataset,
+                                                   fresh_results) -> None:
+    monkeypatch.delenv(EPOCHS_VARIABLE, raising=False)
+    monkeypatch.setenv(TIME_BUDGET_VARIABLE, "100")
+    trainer = make_trainer("nnUNetTrainerAirwayFRAD_Budget", phantom_dataset)
+    trainer.initialize()
+    assert isinstance(trainer.lr_scheduler, TimeBudgetPolyLR)
+    trainer._started = perf_counter() - 50.0  # half the budget spent
+    trainer.on_train_epoch_start()
+    logged = trainer.logger.get_value("lrs", step=trainer.current_epoch)
+    assert logged == trainer.optimizer.param_groups[0]["lr"]
+    assert logged == pytest.approx(trainer.initial_lr * 0.5**0.9, rel=0.01)
