@@ -41,7 +41,7 @@ class DemoSettings:
 
     cases: int = 8
     test_cases: int = 2
-    budget_minutes: float = 7.0
+    budget_minutes: float = 4.0
     seed: int = 0
     shape_zyx: tuple[int, int, int] = (80, 112, 112)
     dataset_id: int = DATASET_ID
