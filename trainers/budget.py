@@ -47,10 +47,8 @@ class TimeBudgetPolyLR(PolyLRScheduler):
         super().__init__(optimizer, initial_lr, max_steps=1, exponent=exponent)
 
     def step(self, current_step: int | None = None) -> None:
-        remaining = max(1.0 - self.spent_fraction(), 0.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.initial_lr * remaining**self.exponent
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        # nnU-Net's formula with max_steps=1, fed the share of the budget spent instead of the epoch
+        super().step(min(max(self.spent_fraction(), 0.0), 1.0))
 
 
 class TimeBudgetSpent(Exception):
