@@ -34,8 +34,8 @@ def _cpu_name() -> str:
 
 
 def make_case(folder: Path, shape: tuple[int, int, int], seed: int) -> str:
-    from nnunet_airway.io import write_image
-    from nnunet_airway.phantoms import generate_phantom
+    from nnunet_airway.image_io import write_image
+    from nnunet_airway.phantoms.generate import generate_phantom
 
     phantom = generate_phantom(seed, shape_zyx=shape)
     label, geometry = phantom.label, phantom.geometry
@@ -53,12 +53,12 @@ def _measure(task: str, folder: str, queue: multiprocessing.Queue) -> None:
     import resource
     import tracemalloc
 
-    from nnunet_airway.io import read_image
+    from nnunet_airway.image_io import read_image
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start, cpu_start = time.perf_counter(), time.process_time()
     if task.startswith("evaluate"):
-        from nnunet_airway.evaluation import evaluate_case
+        from nnunet_airway.evaluation.runner import evaluate_case
 
         tracemalloc.start()
         metrics = evaluate_case(Path(folder) / "prediction.nii.gz", Path(folder) / "reference.nii.gz",

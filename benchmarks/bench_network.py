@@ -71,7 +71,8 @@ def make_step(variant: str, args: argparse.Namespace):
     """(network, loss, input, target, step function) for one variant; step = forward, loss, backward, Adam."""
     import torch
 
-    from nnunet_airway import DiceFocalLoss, FRADUNet
+    from nnunet_airway.model.losses import DiceFocalLoss
+    from nnunet_airway.model.unet import FRADUNet
 
     torch.manual_seed(0)
     device = torch.device(args.device)

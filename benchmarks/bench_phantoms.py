@@ -21,7 +21,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from nnunet_airway.phantoms import generate_phantom  # noqa: E402
+from nnunet_airway.phantoms.generate import generate_phantom  # noqa: E402
 
 GOAL_S = 5.0
 

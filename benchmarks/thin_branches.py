@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_airway.demo.pipeline import DemoSettings, PhantomExperiment, resolve_device
-from nnunet_airway.io import write_bytes, write_json
+from nnunet_airway.image_io import write_bytes, write_json
 
 TRAINERS = {
     "Baseline": "nnUNetTrainerAirwayBaseline_Budget",

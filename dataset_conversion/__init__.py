@@ -1,9 +1,9 @@
 """nnunet_airway.dataset_conversion: airway data sets (LIDC-IDRI, EXACT'09, BAS, ATM'22, AIIB23, plain folders)
 into nnU-Net v2 raw format, through one writer and one robust DICOM reader. Never imports torch or nnU-Net."""
 
-from .dicom import read_dicom_folder
-from .raw_writer import CaseSpec, ConversionResult, write_raw_dataset
-from .sources import folder_cases
+from nnunet_airway.dataset_conversion.dicom import read_dicom_folder
+from nnunet_airway.dataset_conversion.raw_writer import CaseSpec, ConversionResult, write_raw_dataset
+from nnunet_airway.dataset_conversion.sources import folder_cases
 
 
 def convert_folder(images_dir, labels_dir, dataset_id: int, name: str = "Airway", **options) -> ConversionResult:

@@ -6,8 +6,16 @@ import argparse
 import os
 import sys
 
-from .raw_writer import ConversionResult, write_raw_dataset
-from .sources import Found, aiib23_cases, atm22_cases, bas_cases, exact09_cases, folder_cases, lidc_cases
+from nnunet_airway.dataset_conversion.raw_writer import ConversionResult, write_raw_dataset
+from nnunet_airway.dataset_conversion.sources import (
+    Found,
+    aiib23_cases,
+    atm22_cases,
+    bas_cases,
+    exact09_cases,
+    folder_cases,
+    lidc_cases,
+)
 
 # source -> (default data set name, description, reference, licence) written into dataset.json
 METADATA = {

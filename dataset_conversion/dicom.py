@@ -31,7 +31,7 @@ import numpy as np
 import pydicom
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.io import Geometry
+from nnunet_airway.image_io import Geometry
 
 AIR_HU = -1024
 DUPLICATE_TOLERANCE_MM = 0.01

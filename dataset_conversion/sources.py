@@ -11,11 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnunet_airway.dataset_conversion.dicom import choose_series, scan_dicom, series_by_patient, why_not_ct_volume
+from nnunet_airway.dataset_conversion.raw_writer import CaseSpec
+from nnunet_airway.dataset_conversion.volumes import image_suffix
 from nnunet_airway.errors import DataError
-
-from .dicom import choose_series, scan_dicom, series_by_patient, why_not_ct_volume
-from .raw_writer import CaseSpec
-from .volumes import image_suffix
 
 WITHDRAWN_ATM22 = {"ATM_164": "withdrawn by the ATM'22 organisers; pass --include-withdrawn to convert it"}
 

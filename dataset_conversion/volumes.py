@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_airway.dataset_conversion.dicom import AIR_HU, read_dicom_files, read_dicom_folder
 from nnunet_airway.errors import DataError
-from nnunet_airway.io import Geometry, geometry_mismatch, read_image
-
-from .dicom import AIR_HU, read_dicom_files, read_dicom_folder
+from nnunet_airway.image_io import Geometry, geometry_mismatch, read_image
 
 # suffixes SimpleITK reads as one volume file (multi-part suffixes first)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")

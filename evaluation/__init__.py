@@ -5,6 +5,6 @@ files); ``evaluate_folder(pred_dir, ref_dir, ...)`` scores nnU-Net prediction fo
 ``nnunet_airway.evaluation.report.DEFINITIONS`` and the README section "Airway tree metrics".
 """
 
-from .runner import evaluate_case, evaluate_folder
+from nnunet_airway.evaluation.runner import evaluate_case, evaluate_folder
 
 __all__ = ["evaluate_case", "evaluate_folder"]

@@ -6,12 +6,11 @@ import argparse
 from pathlib import Path
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.io import prepare_output_dir, write_bytes, write_json
-
-from .masks import CONNECTIVITIES
-from .metrics import PROTOCOLS
-from .report import cases_csv, format_table
-from .runner import evaluate_folder
+from nnunet_airway.evaluation.masks import CONNECTIVITIES
+from nnunet_airway.evaluation.metrics import PROTOCOLS
+from nnunet_airway.evaluation.report import cases_csv, format_table
+from nnunet_airway.evaluation.runner import evaluate_folder
+from nnunet_airway.image_io import prepare_output_dir, write_bytes, write_json
 
 DEFAULT_SUMMARY_NAME = "summary_airway.json"
 

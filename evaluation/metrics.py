@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .masks import Box, bounding_box, box_offset, largest_component_in_box, paste, union_box
-from .reference import ParsedReference, lee_skeleton
-from .skeleton_graph import nonzero_coords
+from nnunet_airway.evaluation.masks import Box, bounding_box, box_offset, largest_component_in_box, paste, union_box
+from nnunet_airway.evaluation.reference import ParsedReference, lee_skeleton
+from nnunet_airway.evaluation.skeleton_graph import nonzero_coords
 
 PROTOCOLS = ("paper", "atm22")
 METRIC_NAMES = ("BD", "TD", "TD_mm", "TPR", "FPR", "DSC", "precision", "clDice")

@@ -13,9 +13,9 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
-from .masks import Box, box_offset, fill_holes, largest_component_in_box, outer_boundary
-from .skeleton_graph import SkeletonGraph, nonzero_coords, skeleton_graph
-from .tree import AirwayTree, build_tree
+from nnunet_airway.evaluation.masks import Box, box_offset, fill_holes, largest_component_in_box, outer_boundary
+from nnunet_airway.evaluation.skeleton_graph import SkeletonGraph, nonzero_coords, skeleton_graph
+from nnunet_airway.evaluation.tree import AirwayTree, build_tree
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,11 @@ from __future__ import annotations
 import io
 import os
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no global backend state, no window
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from nnunet_airway.io import write_bytes  # noqa: E402
-
-from .metrics import CaseScore  # noqa: E402
+from nnunet_airway.evaluation.metrics import CaseScore
+from nnunet_airway.image_io import write_bytes
 
 MAX_POINTS = 200_000  # per layer, subsampled beyond this to keep pictures light
 DETECTED, MISSED, FALSE_POSITIVE, NOT_SCORED = "#1a9850", "#d73027", "#4575b4", "#7f7f7f"
@@ -36,7 +32,8 @@ def render_case(score: CaseScore, path: str | os.PathLike, title: str = "") -> N
     the first axis (Z) points up, the third (X) to the right, both in mm."""
     ref = score.reference
     spacing = score.spacing_zyx
-    fig, (ax_tree, ax_gen) = plt.subplots(1, 2, figsize=(12, 6), gridspec_kw={"width_ratios": [3, 2]})
+    fig = Figure(figsize=(12, 6))
+    ax_tree, ax_gen = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     silhouette = ref.mask.any(axis=1)
     z0, x0 = ref.box[0].start, ref.box[2].start
     extent = (x0 * spacing[2], (x0 + silhouette.shape[1]) * spacing[2],
@@ -88,5 +85,4 @@ def render_case(score: CaseScore, path: str | os.PathLike, title: str = "") -> N
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     write_bytes(path, buffer.getvalue())

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from .metrics import DETECTION_THRESHOLD, METRIC_NAMES
-from .tree import MIN_PIECE_VOXELS
+from nnunet_airway.evaluation.metrics import DETECTION_THRESHOLD, METRIC_NAMES
+from nnunet_airway.evaluation.tree import MIN_PIECE_VOXELS
 
 COUNT_NAMES = ("branches_reference", "branches_detected", "tree_length_mm", "detected_length_mm",
                "loops_broken", "spurs_pruned")

@@ -11,11 +11,10 @@ import numpy as np
 from tqdm import tqdm
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.io import check_same_grid, read_image
-
-from .metrics import CaseScore, check_protocol, score_case
-from .reference import parse_reference
-from .report import summarise
+from nnunet_airway.evaluation.metrics import CaseScore, check_protocol, score_case
+from nnunet_airway.evaluation.reference import parse_reference
+from nnunet_airway.evaluation.report import summarise
+from nnunet_airway.image_io import check_same_grid, read_image
 
 NIFTI_SUFFIX = ".nii.gz"
 GRID_ADVICE = "resample the prediction onto the reference grid (nnU-Net exports predictions on the image grid)"
@@ -102,7 +101,7 @@ def _score_one(task: tuple) -> tuple[str, dict]:
     score = score_files_or_arrays(pred_path, ref_path, None, protocol, connectivity,
                                   keep_false_positives=render_dir is not None, cl_dice=cl_dice)
     if render_dir is not None:
-        from .render import render_case
+        from nnunet_airway.evaluation.render import render_case
 
         render_case(score, Path(render_dir) / f"{case}.png", title=case)
     return case, score.metrics

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .skeleton_graph import SkeletonGraph
+from nnunet_airway.evaluation.skeleton_graph import SkeletonGraph
 
 MIN_PIECE_VOXELS = 5
 

@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .errors import DataError
+from nnunet_airway.errors import DataError
 
 # name -> (module, one-line help). Add a line here when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {

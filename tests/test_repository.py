@@ -20,31 +20,64 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert test_command in [line.strip() for line in readme.splitlines()], f"README.md must show the test command {test_command!r}"
 
 
-def test_wheel_installs_every_module_under_nnunet_airway(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(out)],
         check=True, capture_output=True,
     )
-    (wheel,) = tmp_path.glob("nnunet_airway-*.whl")
+    (built,) = out.glob("nnunet_airway-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_installs_every_module_under_nnunet_airway(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"nnunet_airway"}
-    for subpackage in ("trainers", "evaluation", "dataset_conversion", "model", "phantoms"):
+    for subpackage in ("trainers", "trainers/shims", "evaluation", "dataset_conversion", "model", "phantoms", "demo"):
         assert f"nnunet_airway/{subpackage}/__init__.py" in names
+    # the links' targets are packaged as files, not as links or top-level copies
+    assert "nnunet_airway/evaluation/runner.py" in names and "evaluation/runner.py" not in names
 
 
-def test_installed_subpackages_map_to_repository_folders() -> None:
+@pytest.mark.slow
+def test_non_editable_install_imports_the_same_modules_from_the_checkout_and_elsewhere(wheel: Path, tmp_path: Path) -> None:
+    """The layout's promise: after ``pip install .`` (not editable), importing from the repository root (where
+    the checkout's nnunet_airway/ comes first on sys.path) and from any other folder both work."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+                   check=True, capture_output=True)
+    # the dependencies come from this interpreter's site-packages, added without its .pth files, so this
+    # project's own editable install cannot answer for the wheel
+    dependencies = next(p for p in sys.path if p.endswith("site-packages"))
+    code = ("import nnunet_airway.trainers, nnunet_airway.evaluation, nnunet_airway.dataset_conversion, "
+            "nnunet_airway.evaluation.runner, nnunet_airway.dataset_conversion.raw_writer; "
+            "print(nnunet_airway.evaluation.runner.__file__)")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd, expected_root in ((ROOT, ROOT / "nnunet_airway"), (elsewhere, venv)):
+        result = subprocess.run([str(python), "-c", code], cwd=cwd, capture_output=True, text=True,
+                                env={"PYTHONPATH": dependencies, "PATH": "/usr/bin:/bin"})
+        assert result.returncode == 0, result.stderr
+        assert Path(result.stdout.strip()).is_relative_to(expected_root), result.stdout
+
+
+def test_subpackages_import_from_the_repository_folders() -> None:
     import nnunet_airway.dataset_conversion
     import nnunet_airway.evaluation
     import nnunet_airway.trainers
 
-    assert Path(nnunet_airway.trainers.__file__).parent.name == "trainers"
-    assert Path(nnunet_airway.evaluation.__file__).parent.name == "evaluation"
-    assert Path(nnunet_airway.dataset_conversion.__file__).parent.name == "dataset_conversion"
+    for module, folder in ((nnunet_airway.trainers, "trainers"), (nnunet_airway.evaluation, "evaluation"),
+                           (nnunet_airway.dataset_conversion, "dataset_conversion")):
+        assert Path(module.__file__).resolve().parent == ROOT / folder
 
 
 def test_importing_the_package_does_not_load_torch() -> None:
-    code = "import sys, nnunet_airway, nnunet_airway.evaluation, nnunet_airway.io; print('torch' in sys.modules)"
+    code = "import sys, nnunet_airway, nnunet_airway.evaluation, nnunet_airway.image_io; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"
 

@@ -20,11 +20,10 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
 
-from nnunet_airway import DiceFocalLoss
-
-from .compat import require_nnunetv2
-from .loss import SegmentationWithDistillation
-from .network import N_SCALES, build_fradunet
+from nnunet_airway.model.losses import DiceFocalLoss
+from nnunet_airway.trainers.compat import require_nnunetv2
+from nnunet_airway.trainers.loss import SegmentationWithDistillation
+from nnunet_airway.trainers.network import N_SCALES, build_fradunet
 
 require_nnunetv2()  # nnunetv2 < 2.8 imports fine but cannot find these trainers: say what to install
 

@@ -26,8 +26,13 @@ import numpy as np
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
-from .base import DEFAULT_DEVICE
-from .variants import nnUNetTrainerAirwayAD, nnUNetTrainerAirwayBaseline, nnUNetTrainerAirwayFR, nnUNetTrainerAirwayFRAD
+from nnunet_airway.trainers.base import DEFAULT_DEVICE
+from nnunet_airway.trainers.variants import (
+    nnUNetTrainerAirwayAD,
+    nnUNetTrainerAirwayBaseline,
+    nnUNetTrainerAirwayFR,
+    nnUNetTrainerAirwayFRAD,
+)
 
 TIME_BUDGET_VARIABLE = "NNUNET_AIRWAY_TIME_BUDGET_S"
 EPOCHS_VARIABLE = "NNUNET_AIRWAY_EPOCHS"

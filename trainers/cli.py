@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .compat import require_nnunetv2
-from .shims import shim_folder
+from nnunet_airway.trainers.compat import require_nnunetv2
+from nnunet_airway.trainers.shims import shim_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

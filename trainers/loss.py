@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from nnunet_airway import attention_distillation_loss
+from nnunet_airway.model.distillation import attention_distillation_loss
 
 
 class SegmentationWithDistillation(nn.Module):

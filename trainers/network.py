@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
-from nnunet_airway import FRADUNet
+from nnunet_airway.model.unet import FRADUNet
 
 N_SCALES = 5  # the paper's U-Net: five resolution scales, i.e. four downsamplings
 # Airway probability the output layer starts at (the focal loss paper's prior initialisation): from the

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
-from .base import DEFAULT_DEVICE, AirwayTrainerBase
+from nnunet_airway.trainers.base import DEFAULT_DEVICE, AirwayTrainerBase
 
 
 class nnUNetTrainerAirwayFRAD(AirwayTrainerBase):

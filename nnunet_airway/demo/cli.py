@@ -28,7 +28,7 @@ def _positive_float(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .pipeline import DemoSettings
+    from nnunet_airway.demo.pipeline import DemoSettings
 
     defaults = DemoSettings()
     parser.add_argument("--workdir", type=Path, default=Path("airway_demo"),
@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import TRAINER, DemoSettings, PhantomExperiment, resolve_device
-    from .report import print_report
+    from nnunet_airway.demo.pipeline import TRAINER, DemoSettings, PhantomExperiment, resolve_device
+    from nnunet_airway.demo.report import print_report
 
     settings = DemoSettings(cases=args.cases, test_cases=args.test_cases, budget_minutes=args.budget_minutes,
                             seed=args.seed, shape_zyx=tuple(args.shape))

@@ -17,10 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..io import write_json
-from .nnunet_runner import nnunet_folders, run_logged
-from .stages import Ledger, Stage, run_stages
+from nnunet_airway.demo.nnunet_runner import nnunet_folders, run_logged
+from nnunet_airway.demo.stages import Ledger, Stage, run_stages
+from nnunet_airway.errors import DataError
+from nnunet_airway.image_io import write_json
 
 DATASET_ID = 990
 DATASET_NAME = "AirwayPhantomDemo"
@@ -80,7 +80,7 @@ class PhantomExperiment:
         # nnUNet_def_n_proc=1: nnU-Net's export and validation worker pools would otherwise start 8 processes
         self.env = {**os.environ, **self.folders, "nnUNet_compile": os.environ.get("nnUNet_compile", "f"),
                     "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", "1"), "PYTHONUNBUFFERED": "1"}
-        from ..trainers.shims import shim_folder  # the folder nnU-Net searches for our trainers
+        from nnunet_airway.trainers.shims import shim_folder  # the folder nnU-Net searches for our trainers
 
         self.env["nnUNet_extTrainer"] = os.pathsep.join(
             p for p in (str(shim_folder()), os.environ.get("nnUNet_extTrainer", "")) if p
@@ -108,7 +108,7 @@ class PhantomExperiment:
 
     # stages --------------------------------------------------------------------------------------------
     def make_phantoms(self) -> dict[str, Any]:
-        from ..phantoms import write_phantoms
+        from nnunet_airway.phantoms.generate import write_phantoms
 
         total = self.settings.cases + self.settings.test_cases
         cases = write_phantoms(self.phantom_dir, total, seed=self.settings.seed, shape_zyx=self.settings.shape_zyx,
@@ -116,8 +116,8 @@ class PhantomExperiment:
         return {"cases": list(cases), "folder": str(self.phantom_dir)}
 
     def convert(self) -> dict[str, Any]:
-        from ..dataset_conversion import write_raw_dataset
-        from ..dataset_conversion.sources import folder_cases
+        from nnunet_airway.dataset_conversion.raw_writer import write_raw_dataset
+        from nnunet_airway.dataset_conversion.sources import folder_cases
 
         self._refuse_foreign_dataset_with_our_id()
         found = folder_cases(self.phantom_dir / "images", self.phantom_dir / "labels")
@@ -172,7 +172,7 @@ class PhantomExperiment:
         return {"predictions": str(out)}
 
     def evaluate(self, trainer: str) -> dict[str, Any]:
-        from ..evaluation import evaluate_folder
+        from nnunet_airway.evaluation.runner import evaluate_folder
 
         folder = self.evaluation_dir(trainer)
         (folder / "renders").mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 def print_report(experiment, state: dict[str, Any]) -> None:
     """``experiment``: the finished PhantomExperiment (one trainer); ``state``: its ledger."""
-    from ..evaluation.report import format_table
+    from nnunet_airway.evaluation.report import format_table
 
     (trainer,) = experiment.trainers
     summary_path = Path(state["stages"]["evaluate"]["result"]["summary"])

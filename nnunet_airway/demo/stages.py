@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..io import write_json
+from nnunet_airway.errors import DataError
+from nnunet_airway.image_io import write_json
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .distillation import attention_distillation_loss
+from nnunet_airway.model.distillation import attention_distillation_loss
 
 
 class DiceFocalLoss(nn.Module):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .recalibration import ChannelSE, FeatureRecalibration, ProjectExcite
+from nnunet_airway.model.recalibration import ChannelSE, FeatureRecalibration, ProjectExcite
 
 Triple = tuple[int, int, int]
 RECALIBRATIONS = ("fr", "pe", "cse", None)

@@ -4,6 +4,7 @@
 writes a folder of them (NIfTI images and labels, truth JSON, optional preview PNG).
 """
 
-from .generate import DEFAULT_SHAPE_ZYX, Phantom, case_seed, generate_phantom, write_phantoms
+from nnunet_airway.phantoms.case import Phantom
+from nnunet_airway.phantoms.generate import DEFAULT_SHAPE_ZYX, case_seed, generate_phantom, write_phantoms
 
 __all__ = ["DEFAULT_SHAPE_ZYX", "Phantom", "case_seed", "generate_phantom", "write_phantoms"]

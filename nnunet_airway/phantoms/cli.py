@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from .generate import DEFAULT_SHAPE_ZYX, grid_problem, write_phantoms
+from nnunet_airway.phantoms.generate import DEFAULT_SHAPE_ZYX, grid_problem, write_phantoms
 
 
 def _int_at_least(minimum: int):

@@ -12,33 +12,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from .. import io
-from .anatomy import ADULT_FOV_MM, Chest, make_chest
-from .render import Grid, Intensities, lumen_is_connected, render, wall_intensity
-from .tree import Branch, LabelRule, grow_airway_tree, mark_labelled
+from nnunet_airway import image_io
+from nnunet_airway.phantoms.anatomy import ADULT_FOV_MM, Chest, make_chest
+from nnunet_airway.phantoms.case import Phantom
+from nnunet_airway.phantoms.preview import write_preview
+from nnunet_airway.phantoms.render import Grid, Intensities, lumen_is_connected, render, wall_intensity
+from nnunet_airway.phantoms.tree import Branch, LabelRule, grow_airway_tree, mark_labelled
 
 DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
 MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
 GENERATOR_VERSION = 1
 LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
-
-
-@dataclass(frozen=True)
-class Phantom:
-    """One synthetic case: CT (int16 HU, (Z, Y, X)), airway lumen label (uint8 0/1, same grid),
-    its geometry and the construction truth (the sidecar JSON content)."""
-
-    ct: np.ndarray
-    label: np.ndarray
-    geometry: io.Geometry
-    truth: dict[str, Any]
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -169,7 +159,7 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
         raise ValueError(problem)
     spacing = derived_spacing(shape_zyx) if spacing_xyz is None else tuple(_f32(s) for s in spacing_xyz)
     rng = np.random.default_rng(int(seed))
-    geometry = io.Geometry(spacing, _origin(shape_zyx, spacing, rng))
+    geometry = image_io.Geometry(spacing, _origin(shape_zyx, spacing, rng))
     grid = Grid(shape_zyx, geometry)
     half_voxel = np.asarray(spacing) / 2.0
     fov_low = np.asarray(geometry.origin) - half_voxel
@@ -218,18 +208,16 @@ def write_phantoms(out_dir: str | Path, n: int, seed: int = 0, shape_zyx: Sequen
     problem = grid_problem(tuple(shape_zyx), spacing_xyz)
     if problem:
         raise ValueError(problem)
-    out = io.prepare_output_dir(out_dir, overwrite)
+    out = image_io.prepare_output_dir(out_dir, overwrite)
     cases = []
     for index in tqdm(range(int(n)), desc="phantoms", unit="case"):
         case = f"{case_prefix}_{index:03d}"
         phantom = generate_phantom(case_seed(seed, index), shape_zyx, spacing_xyz, case=case)
         phantom.truth["base_seed"], phantom.truth["index"] = int(seed), index
-        io.write_image(out / "images" / f"{case}.nii.gz", phantom.ct, phantom.geometry)
-        io.write_image(out / "labels" / f"{case}.nii.gz", phantom.label, phantom.geometry)
-        io.write_json(out / "truth" / f"{case}.json", phantom.truth)
+        image_io.write_image(out / "images" / f"{case}.nii.gz", phantom.ct, phantom.geometry)
+        image_io.write_image(out / "labels" / f"{case}.nii.gz", phantom.label, phantom.geometry)
+        image_io.write_json(out / "truth" / f"{case}.json", phantom.truth)
         if preview:
-            from .preview import write_preview  # matplotlib only when asked for
-
             write_preview(out / "previews" / f"{case}.png", phantom)
         cases.append(case)
     return cases

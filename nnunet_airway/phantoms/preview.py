@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .. import io
-from .generate import Phantom
+from nnunet_airway import image_io
+from nnunet_airway.phantoms.case import Phantom
 
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]])
 
@@ -35,12 +35,9 @@ def _filled_per_slice(mask: np.ndarray, max_hole_voxels: int | None = None) -> n
 
 def write_preview(path: str | Path, phantom: Phantom) -> Path:
     """Write the preview PNG of ``phantom`` atomically and return its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import io as pyio
 
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, no window
 
     ct, label, truth = phantom.ct, phantom.label, phantom.truth
     sx, _, sz = phantom.geometry.spacing  # for the extent
@@ -69,7 +66,8 @@ def write_preview(path: str | Path, phantom: Phantom) -> Path:
     first = np.argmax(label, axis=1).astype(float)  # depth of the front-most labelled voxel
     depth = np.where(any_label, first / max(label.shape[1] - 1, 1), np.nan)
 
-    fig, axes = plt.subplots(1, 4, figsize=(17, 5.2), constrained_layout=True)
+    fig = Figure(figsize=(17, 5.2), layout="constrained")
+    axes = fig.subplots(1, 4)
     panels = [
         (minip, "gray", (-1000, -750), f"CT MinIP, slab y {slab_mm[0]:.0f}..{slab_mm[1]:.0f} mm (HU)"),
         (mip, "gray", (-1000, 100), "CT MIP in lungs (HU)"),
@@ -93,5 +91,4 @@ def write_preview(path: str | Path, phantom: Phantom) -> Path:
     )
     buffer = pyio.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return io.write_bytes(path, buffer.getvalue())
+    return image_io.write_bytes(path, buffer.getvalue())

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..io import Geometry
-from .anatomy import Chest
-from .tree import Branch
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.phantoms.anatomy import Chest
+from nnunet_airway.phantoms.tree import Branch
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .anatomy import Chest
+from nnunet_airway.phantoms.anatomy import Chest
 
 
 @dataclass(frozen=True)

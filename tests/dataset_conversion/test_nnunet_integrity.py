@@ -12,7 +12,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from nnunet_airway.dataset_conversion import convert_folder
+
+pytestmark = pytest.mark.slow
 
 
 def test_converted_dataset_passes_nnunet_verify_dataset_integrity(tmp_path: Path, make, nnunet_dirs) -> None:

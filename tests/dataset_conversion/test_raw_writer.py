@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from nnunet_airway.dataset_conversion import CaseSpec, convert_folder, write_raw_dataset
 from nnunet_airway.dataset_conversion.raw_writer import _write_case_files
 from nnunet_airway.errors import DataError
-from nnunet_airway.io import Geometry, write_image
+from nnunet_airway.image_io import Geometry, write_image
 
 
 def _inputs(tmp_path: Path, make, n: int = 2) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnunet_airway.cli import main
-from nnunet_airway.io import Geometry, write_image
+from nnunet_airway.image_io import Geometry, write_image
 
 THIN = (0.7, 0.8, 0.625)
 ORIGIN = (-10.0, -20.0, -30.0)

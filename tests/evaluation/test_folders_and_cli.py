@@ -12,7 +12,7 @@ import pytest
 
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation import evaluate_case, evaluate_folder
-from nnunet_airway.io import Geometry, write_image
+from nnunet_airway.image_io import Geometry, write_image
 
 AirwayCase = Callable[[str], tuple[np.ndarray, tuple[float, float, float]]]
 SCHEMA_CASE_KEYS = {"BD", "TD", "TD_mm", "TPR", "FPR", "DSC", "precision", "clDice", "branches_reference",
@@ -95,6 +95,7 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(["nnunet-airway", "evaluate", *argv], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_command_end_to_end(folders: tuple[Path, Path], tmp_path: Path) -> None:
     pred_dir, ref_dir = folders
     out, table, pictures = tmp_path / "summary.json", tmp_path / "per_case.csv", tmp_path / "render"

@@ -7,6 +7,8 @@ import pytest
 from nnunet_airway.evaluation import evaluate_case
 from nnunet_airway.phantoms import generate_phantom
 
+pytestmark = pytest.mark.slow
+
 SEEDS = (0, 1)
 
 

@@ -17,6 +17,8 @@ from nnunet_airway.trainers.budget import (
 
 from .test_trainer_variants import make_trainer
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     ("env", "expected"),

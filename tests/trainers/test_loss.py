@@ -6,7 +6,8 @@ import pytest
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
-from nnunet_airway import DiceFocalLoss, attention_distillation_loss
+from nnunet_airway.model.distillation import attention_distillation_loss
+from nnunet_airway.model.losses import DiceFocalLoss
 from nnunet_airway.trainers.loss import SegmentationWithDistillation
 
 

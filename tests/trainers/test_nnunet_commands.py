@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import re
 
+import pytest
 import torch
 
-from nnunet_airway.io import read_image
+from nnunet_airway.image_io import read_image
+
+pytestmark = pytest.mark.slow
 
 
 def training_log_text(model) -> list[str]:

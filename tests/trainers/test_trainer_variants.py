@@ -11,9 +11,11 @@ import pytest
 import torch
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-from nnunet_airway import ChannelSE, FeatureRecalibration, ProjectExcite
+from nnunet_airway.model.recalibration import ChannelSE, FeatureRecalibration, ProjectExcite
 from nnunet_airway.trainers.base import unwrapped
 from nnunet_airway.trainers.network import FOREGROUND_PRIOR
+
+pytestmark = pytest.mark.slow
 
 RECALIBRATION_TYPES = {"fr": FeatureRecalibration, "pe": ProjectExcite, "cse": ChannelSE, None: None}
 

@@ -11,6 +11,8 @@ import pytest
 
 from nnunet_airway.demo.nnunet_runner import NNUNET_FOLDER_VARIABLES
 
+pytestmark = pytest.mark.slow
+
 TINY = ["--cases", "2", "--test-cases", "1", "--shape", "64", "80", "80", "--budget-minutes", "0.05",
         "--device", "cpu"]
 STAGES = ["phantoms", "convert", "plan_and_preprocess", "train", "predict", "evaluate"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from nnunet_airway import DiceFocalLoss, FeatureRecalibration
+from nnunet_airway.model.losses import DiceFocalLoss
+from nnunet_airway.model.recalibration import FeatureRecalibration
+
+pytestmark = pytest.mark.slow
 
 
 def test_fr_and_distillation_compile_without_graph_breaks(randomise) -> None:

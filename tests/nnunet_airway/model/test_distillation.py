@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from nnunet_airway import attention_distillation_loss, attention_map
 from nnunet_airway.model import distillation as distillation_module
+from nnunet_airway.model.distillation import attention_distillation_loss, attention_map
 
 
 def map_reference(a: torch.Tensor, p: float) -> torch.Tensor:

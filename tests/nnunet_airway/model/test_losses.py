@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from nnunet_airway import DiceFocalLoss, attention_distillation_loss
+from nnunet_airway.model.distillation import attention_distillation_loss
+from nnunet_airway.model.losses import DiceFocalLoss
 
 
 def two_voxel_case() -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnunet_airway import ChannelSE, FeatureRecalibration, ProjectExcite
 from nnunet_airway.model import recalibration as recalibration_module
+from nnunet_airway.model.recalibration import ChannelSE, FeatureRecalibration, ProjectExcite
 
 SHAPE = (2, 4, 3, 4, 5)  # N, C, D, H, W: every axis a different length
 

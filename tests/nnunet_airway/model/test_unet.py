@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnunet_airway import FeatureRecalibration, FRADUNet
+from nnunet_airway.model.recalibration import FeatureRecalibration
+from nnunet_airway.model.unet import FRADUNet
 
 PATCH = (8, 16, 32)
 FEATURES = (4, 8, 8, 16, 16)
@@ -79,7 +80,7 @@ def test_decoder_features_only_when_asked() -> None:
 
 
 def test_training_step_with_distillation_updates_fr_weights() -> None:
-    from nnunet_airway import DiceFocalLoss
+    from nnunet_airway.model.losses import DiceFocalLoss
 
     net = small_net(deep_supervision=False)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999))
@@ -124,7 +125,7 @@ def test_non_fr_network_accepts_other_divisible_sizes_only() -> None:
 
 
 def test_network_is_finite_under_bfloat16_autocast_with_large_inputs() -> None:
-    from nnunet_airway import DiceFocalLoss
+    from nnunet_airway.model.losses import DiceFocalLoss
 
     net = small_net(deep_supervision=True)
     x = 1e4 * torch.randn(1, 1, *PATCH)

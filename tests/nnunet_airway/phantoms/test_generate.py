@@ -183,6 +183,7 @@ def test_radius_ratios_angles_and_plane_rotations_are_physiological(which: str, 
     assert max(radii_by_generation[max(radii_by_generation)]) < 0.5 * min(request.getfixturevalue(which).geometry.spacing)
 
 
+@pytest.mark.slow
 def test_small_grid_still_labels_trachea_main_bronchi_and_lobar_bronchi() -> None:
     for seed in range(3):
         truth = generate_phantom(seed, (64, 96, 96)).truth
@@ -238,6 +239,7 @@ def test_grids_too_small_or_coarse_are_refused(shape, spacing) -> None:
 # ---------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_phantoms_and_different_seeds_differ() -> None:
     a, b = generate_phantom(5, (56, 80, 80)), generate_phantom(5, (56, 80, 80))
     assert a.ct.tobytes() == b.ct.tobytes() and a.label.tobytes() == b.label.tobytes()

@@ -12,7 +12,7 @@ import pytest
 
 from nnunet_airway.cli import main
 from nnunet_airway.errors import DataError
-from nnunet_airway.io import read_image
+from nnunet_airway.image_io import read_image
 from nnunet_airway.phantoms import case_seed, generate_phantom, write_phantoms
 
 TINY = (56, 80, 80)
@@ -100,6 +100,7 @@ def test_bad_spacing_is_a_usage_error(tmp_path: Path, spacing_args: list[str], c
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_command_writes_cases_sidecars_and_previews(tmp_path: Path) -> None:
     out = tmp_path / "tmp"
     result = run_cli("--out", str(out), "-n", "2", "--preview", "--shape", "64", "96", "96", "--seed", "3")

@@ -1,4 +1,4 @@
-"""Geometry, grid checks and atomic writes of nnunet_airway.io."""
+"""Geometry, grid checks and atomic writes of nnunet_airway.image_io."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.io import (
+from nnunet_airway.image_io import (
     Geometry,
     atomic_path,
     check_same_grid,
