@@ -19,6 +19,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "attention_map": "nnunet_airway.model.distillation",
     "attention_distillation_loss": "nnunet_airway.model.distillation",
     "DiceFocalLoss": "nnunet_airway.model.losses",
+    "SegmentationWithDistillation": "nnunet_airway.model.losses",
     "FRADUNet": "nnunet_airway.model.unet",
 }
 

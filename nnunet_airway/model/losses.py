@@ -1,8 +1,13 @@
-"""The paper's training loss (Qin et al. 2020, eq. 7 plus alpha * L_distill)."""
+"""The paper's training loss (Qin et al. 2020): eq. 7 (Dice + focal) plus weight * L_distill (eq. 6).
+
+``DiceFocalLoss`` is the segmentation term alone, so nnU-Net's ``DeepSupervisionWrapper`` can sum it over
+scales; ``SegmentationWithDistillation`` is the one place that adds the weighted distillation term, once per
+step, whatever the segmentation loss is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,58 +15,32 @@ from torch import Tensor, nn
 
 from nnunet_airway.model.distillation import attention_distillation_loss
 
+DISTILLATION_REDUCTIONS = ("sum", "mean")
+
 
 class DiceFocalLoss(nn.Module):
-    """L = -2 sum(p y) / (sum(p + y) + eps) + mean_x(-(1 - p_t)^gamma log p_t)  [+ alpha * L_distill].
+    """L_seg = -2 sum(p y) / (sum(p + y) + eps) + mean_x(-(1 - p_t)^gamma log p_t)  (eq. 7).
 
     p is the airway probability, y the binary label; sums run over every voxel of the batch (batch Dice);
     p_t = p where y = 1 and 1 - p elsewhere (focal loss without class weight, averaged over voxels).
 
     Args:
-        alpha: weight of the attention distillation term (paper 0.1); used only when decoder features are given.
         gamma: focal exponent (paper 2).
         eps: Dice denominator guard (paper 1e-7).
-        p: exponent of the attention maps (paper 2).
-        distillation_reduction: "sum" (paper) or "mean" (released code), see ``attention_distillation_loss``.
 
-    ``forward(logits, target, decoder_features=None)``: logits (N, 2, ...) as nnU-Net produces them (softmax;
-    channel 1 is the airway) or (N, 1, ...) (sigmoid); target (N, 1, ...) or (N, ...) with values {0, 1}
-    (any dtype). Inside nnU-Net's ``DeepSupervisionWrapper`` it is called as ``loss(logits, target)`` per
-    scale; add the distillation once per step with :meth:`distillation` (or pass ``decoder_features``
-    when there is a single output). Computed in float32 under autocast; returns a scalar.
+    ``forward(logits, target)``: logits (N, 2, ...) as nnU-Net produces them (softmax; channel 1 is the
+    airway) or (N, 1, ...) (sigmoid); target (N, 1, ...) or (N, ...) with values {0, 1} (any dtype).
+    Computed in float32 under autocast; returns a scalar.
     """
 
-    def __init__(
-        self,
-        alpha: float = 0.1,
-        gamma: float = 2.0,
-        eps: float = 1e-7,
-        p: float = 2,
-        distillation_reduction: str = "sum",
-    ) -> None:
+    def __init__(self, gamma: float = 2.0, eps: float = 1e-7) -> None:
         super().__init__()
-        if alpha < 0 or gamma < 0 or eps < 0:
-            raise ValueError(f"alpha, gamma and eps must be >= 0, got alpha={alpha}, gamma={gamma}, eps={eps}")
-        if distillation_reduction not in ("sum", "mean"):
-            raise ValueError(f'distillation_reduction must be "sum" or "mean", got {distillation_reduction!r}')
-        self.alpha = alpha
+        if gamma < 0 or eps < 0:
+            raise ValueError(f"gamma and eps must be >= 0, got gamma={gamma}, eps={eps}")
         self.gamma = gamma
         self.eps = eps
-        self.p = p
-        self.distillation_reduction = distillation_reduction
 
-    def forward(self, logits: Tensor, target: Tensor, decoder_features: Sequence[Tensor] | None = None) -> Tensor:
-        loss = self.segmentation(logits, target)
-        if decoder_features is not None:
-            loss = loss + self.distillation(decoder_features)
-        return loss
-
-    def distillation(self, decoder_features: Sequence[Tensor]) -> Tensor:
-        """alpha * L_distill for decoder features ordered coarse to fine."""
-        return self.alpha * attention_distillation_loss(decoder_features, self.p, self.distillation_reduction)
-
-    def segmentation(self, logits: Tensor, target: Tensor) -> Tensor:
-        """L_seg of eq. 7 (negative Dice plus focal term)."""
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if logits.dim() < 3 or logits.shape[1] not in (1, 2):
             raise ValueError(f"logits must have shape (N, 2, ...) or (N, 1, ...), got {tuple(logits.shape)}")
         expected = (logits.shape[0], 1, *logits.shape[2:])
@@ -85,3 +64,49 @@ class DiceFocalLoss(nn.Module):
             log_pt = y * log_p + (1 - y) * log_q
             focal = -((1 - log_pt.exp()).pow(self.gamma) * log_pt).mean()
             return focal - dice
+
+
+class SegmentationWithDistillation(nn.Module):
+    """``loss(output, target) = segmentation(output, target) + weight * L_distill(decoder_features())``.
+
+    Args:
+        segmentation: e.g. ``DiceFocalLoss()``, or nnU-Net's ``DeepSupervisionWrapper`` around it.
+        distillation_weight: weight of the distillation term (paper 0.1); 0 switches it off.
+        decoder_features: called after each forward pass for that pass's decoder outputs, ordered coarse to
+            fine, e.g. ``FRADUNet.pop_decoder_features``; without it, ``forward`` with a weight > 0 raises and
+            the term is added by hand with :meth:`distillation`.
+        distillation_reduction: "sum" (paper) or "mean" (released code), see ``attention_distillation_loss``.
+        p: exponent of the attention maps (paper 2).
+
+    The term is computed in float32 and added once per call, also when ``segmentation`` sums over scales.
+    Without gradients (nnU-Net's validation step) the network keeps no features and the loss is the
+    segmentation loss alone.
+    """
+
+    def __init__(self, segmentation: nn.Module, distillation_weight: float,
+                 decoder_features: Callable[[], Sequence[Tensor]] | None = None,
+                 distillation_reduction: str = "sum", p: float = 2) -> None:
+        super().__init__()
+        if distillation_weight < 0:
+            raise ValueError(f"distillation_weight must be >= 0, got {distillation_weight}")
+        if distillation_reduction not in DISTILLATION_REDUCTIONS:
+            raise ValueError(f'distillation_reduction must be "sum" or "mean", got {distillation_reduction!r}')
+        self.segmentation = segmentation
+        self.distillation_weight = float(distillation_weight)
+        self.decoder_features = decoder_features
+        self.distillation_reduction = distillation_reduction
+        self.p = p
+
+    def forward(self, output, target) -> Tensor:
+        loss = self.segmentation(output, target)
+        if self.distillation_weight == 0 or not torch.is_grad_enabled():
+            return loss
+        if self.decoder_features is None:
+            raise ValueError("distillation_weight > 0 needs decoder_features, a callable returning the decoder "
+                             "outputs (or use segmentation and distillation(features) separately)")
+        return loss + self.distillation(self.decoder_features())
+
+    def distillation(self, decoder_features: Sequence[Tensor]) -> Tensor:
+        """weight * L_distill for decoder features ordered coarse to fine (a float32 scalar)."""
+        return self.distillation_weight * attention_distillation_loss(decoder_features, self.p,
+                                                                      self.distillation_reduction)

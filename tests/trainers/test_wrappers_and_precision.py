@@ -13,10 +13,9 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch.nn.parallel import DistributedDataParallel
 
-from nnunet_airway.model.losses import DiceFocalLoss
+from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 from nnunet_airway.model.unet import FRADUNet
 from nnunet_airway.trainers.base import unwrapped
-from nnunet_airway.trainers.loss import SegmentationWithDistillation
 from nnunet_airway.trainers.variants import nnUNetTrainerAirwayFRAD, nnUNetTrainerAirwayFRAD_DS
 
 PATCH = (16, 32, 32)

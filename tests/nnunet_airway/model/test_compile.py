@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnunet_airway.model.losses import DiceFocalLoss
+from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 from nnunet_airway.model.recalibration import FeatureRecalibration
 
 pytestmark = pytest.mark.slow
@@ -13,11 +13,11 @@ pytestmark = pytest.mark.slow
 
 def test_fr_and_distillation_compile_without_graph_breaks(randomise) -> None:
     fr = randomise(FeatureRecalibration(4, (3, 4, 5)), 0.2)
-    loss_fn = DiceFocalLoss()
+    loss_fn = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
 
     def loss(y: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         out = fr.recalibrate(y, 0.0)
-        return loss_fn(out[:, :2], (out[:, 2:3] > 0).float(), [coarse, out])
+        return loss_fn.segmentation(out[:, :2], (out[:, 2:3] > 0).float()) + loss_fn.distillation([coarse, out])
 
     y = torch.randn(2, 4, 3, 4, 5, requires_grad=True)
     coarse = torch.randn(2, 4, 3, 2, 5, requires_grad=True)

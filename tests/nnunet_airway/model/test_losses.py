@@ -1,4 +1,4 @@
-"""DiceFocalLoss (eq. 7 + alpha * L_distill) on hand-computed cases."""
+"""DiceFocalLoss (eq. 7) on hand-computed cases; SegmentationWithDistillation adds weight * L_distill once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nnunet_airway.model.distillation import attention_distillation_loss
-from nnunet_airway.model.losses import DiceFocalLoss
+from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 
 
 def two_voxel_case() -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -54,14 +54,64 @@ def test_confident_correct_prediction_reaches_minus_one() -> None:
     assert DiceFocalLoss()(logits, target).item() == pytest.approx(-1.0, abs=1e-6)
 
 
-def test_decoder_features_add_alpha_times_distillation() -> None:
-    logits, target, expected = two_voxel_case()
-    features = [torch.randn(1, 3, 1, 1, 1), torch.randn(1, 2, 1, 1, 2)]
-    loss = DiceFocalLoss(alpha=0.1)
-    distill = attention_distillation_loss(features).item()
+def logits_and_target(shape=(2, 2, 4, 8, 8), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(shape, generator=generator)
+    target = (torch.rand((shape[0], 1, *shape[2:]), generator=generator) > 0.8).float()
+    return logits, target
+
+
+def decoder_features(seed: int = 1, scale: float = 1.0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [scale * torch.randn(2, 8, 2, 4, 4, generator=generator, requires_grad=True),
+            scale * torch.randn(2, 4, 4, 8, 8, generator=generator, requires_grad=True)]
+
+
+@pytest.mark.parametrize(("weight", "reduction"), [(0.1, "sum"), (0.3, "mean")])
+def test_distillation_adds_weight_times_the_term_with_its_reduction(weight: float, reduction: str) -> None:
+    logits, target = logits_and_target()
+    features = decoder_features()
+    loss = SegmentationWithDistillation(DiceFocalLoss(), weight, decoder_features=lambda: features,
+                                        distillation_reduction=reduction)
+    distill = attention_distillation_loss(features, reduction=reduction).item()
     assert distill > 0
-    assert loss(logits, target, features).item() == pytest.approx(expected + 0.1 * distill, rel=1e-6)
-    assert loss.distillation(features).item() == pytest.approx(0.1 * distill, rel=1e-6)
+    expected = DiceFocalLoss()(logits, target).item() + weight * distill
+    assert loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    assert loss.distillation(features).item() == pytest.approx(weight * distill, rel=1e-6)
+
+
+def test_without_distillation_it_is_the_segmentation_loss() -> None:
+    logits, target = logits_and_target()
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.0)
+    assert torch.equal(loss(logits, target), DiceFocalLoss()(logits, target))
+
+
+def test_constant_features_add_nothing() -> None:
+    logits, target = logits_and_target()
+    constant = [torch.ones(2, 8, 2, 4, 4), torch.ones(2, 4, 4, 8, 8)]
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=lambda: constant)
+    assert loss(logits, target).item() == pytest.approx(DiceFocalLoss()(logits, target).item(), abs=1e-6)
+
+
+def test_without_gradients_as_in_validation_only_the_segmentation_loss() -> None:
+    logits, target = logits_and_target()
+
+    def no_features() -> list[torch.Tensor]:
+        raise AssertionError("features must not be fetched without gradients")
+
+    with torch.no_grad():
+        total = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=no_features)(logits, target)
+    assert torch.equal(total, DiceFocalLoss()(logits, target))
+
+
+def test_distillation_is_finite_float32_under_autocast_with_large_features() -> None:
+    logits, target = logits_and_target()
+    large = [f.to(torch.bfloat16) for f in decoder_features(scale=300.0)]
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=lambda: large)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total = loss(logits.to(torch.bfloat16), target)
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    total.backward()
 
 
 def test_works_inside_nnunet_deep_supervision_wrapper() -> None:
@@ -94,7 +144,20 @@ def test_bad_arguments_raise() -> None:
         loss(torch.zeros(2, 2, 4, 4, 4), torch.zeros(2, 1, 4, 4))
     with pytest.raises(ValueError, match=r"\(N, 2, \.\.\.\)"):
         loss(torch.zeros(2, 3, 4, 4, 4), torch.zeros(2, 1, 4, 4, 4))
-    with pytest.raises(ValueError, match="distillation_reduction"):
-        DiceFocalLoss(distillation_reduction="none")
-    with pytest.raises(ValueError, match="alpha"):
-        DiceFocalLoss(alpha=-1)
+    with pytest.raises(ValueError, match="gamma"):
+        DiceFocalLoss(gamma=-1)
+
+
+@pytest.mark.parametrize(("weight", "reduction", "message"), [
+    (-0.1, "sum", "distillation_weight must be >= 0"),
+    (0.1, "none", "distillation_reduction"),
+])
+def test_bad_distillation_arguments_are_refused(weight: float, reduction: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SegmentationWithDistillation(DiceFocalLoss(), weight, distillation_reduction=reduction)
+
+
+def test_forward_without_a_feature_source_says_what_is_missing() -> None:
+    logits, target = logits_and_target()
+    with pytest.raises(ValueError, match="needs decoder_features"):
+        SegmentationWithDistillation(DiceFocalLoss(), 0.1)(logits, target)

@@ -80,18 +80,18 @@ def test_decoder_features_only_when_asked() -> None:
 
 
 def test_training_step_with_distillation_updates_fr_weights() -> None:
-    from nnunet_airway.model.losses import DiceFocalLoss
+    from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 
     net = small_net(deep_supervision=False)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999))
     x = torch.randn(2, 1, *PATCH)
     target = (x > 1).float()
-    loss_fn = DiceFocalLoss()
+    loss_fn = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=net.pop_decoder_features)
     before = net.encoder[0].recalibration.width_weights.detach().clone()
     losses = []
     for _ in range(3):
         optimizer.zero_grad()
-        loss = loss_fn(net(x), target, net.pop_decoder_features())
+        loss = loss_fn(net(x), target)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -125,14 +125,14 @@ def test_non_fr_network_accepts_other_divisible_sizes_only() -> None:
 
 
 def test_network_is_finite_under_bfloat16_autocast_with_large_inputs() -> None:
-    from nnunet_airway.model.losses import DiceFocalLoss
+    from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 
     net = small_net(deep_supervision=True)
     x = 1e4 * torch.randn(1, 1, *PATCH)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         outputs = net(x)
         loss = sum(DiceFocalLoss()(o, torch.zeros(1, 1, *o.shape[2:])) for o in outputs)
-        loss = loss + DiceFocalLoss().distillation(net.pop_decoder_features())
+        loss = loss + SegmentationWithDistillation(DiceFocalLoss(), 0.1).distillation(net.pop_decoder_features())
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
