@@ -2,7 +2,8 @@
 
 Overrides the fewest nnUNetTrainer methods: the network (FRADUNet from the plans), the loss (Dice + focal
 + weighted attention distillation, the decoder features fetched from the network after each forward pass),
-the deep-supervision scales of a five-scale network, and the default of torch.compile. Data pipeline,
+the deep-supervision scales of a five-scale network, the default of torch.compile, and the end of an epoch
+(which also writes ``progress.json``, see trainers/progress.py). Data pipeline,
 optimiser, schedule, checkpoints, validation and prediction are nnU-Net's; nnU-Net's own
 set_deep_supervision_enabled works because FRADUNet keeps the flag on ``decoder.deep_supervision``.
 """
@@ -23,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 from nnunet_airway.trainers.compat import require_nnunetv2
 from nnunet_airway.trainers.network import N_SCALES, build_fradunet
+from nnunet_airway.trainers.progress import epochs_from_log, write_progress
 
 require_nnunetv2()  # nnunetv2 < 2.8 imports fine but cannot find these trainers: say what to install
 
@@ -106,3 +108,8 @@ class AirwayTrainerBase(nnUNetTrainer):
         if os.environ.get("nnUNet_compile", "").lower() not in ("true", "1", "t"):
             return False
         return super()._do_i_compile()
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        if self.local_rank == 0:
+            write_progress(self.output_folder, epochs_from_log(self.logger))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -21,6 +20,7 @@ from nnunet_airway.demo.nnunet_runner import nnunet_folders, run_logged
 from nnunet_airway.demo.stages import Ledger, Stage, run_stages
 from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import write_json
+from nnunet_airway.trainers.progress import PROGRESS_FILE, EpochProgress, read_progress
 
 DATASET_ID = 990
 DATASET_NAME = "AirwayPhantomDemo"
@@ -151,16 +151,19 @@ class PhantomExperiment:
         fold_dir = self.model_dir(trainer) / f"fold_{FOLD}"
         if (fold_dir / "checkpoint_latest.pth").exists():
             command.append("--c")
-        progress = TrainingProgress(self.budget)
+        else:  # a fresh start: the epochs of an earlier run are not this one's
+            (fold_dir / PROGRESS_FILE).unlink(missing_ok=True)
+        progress = TrainingProgress(fold_dir, self.budget)
         try:
-            run_logged(command, env, self.log, progress.on_line)
+            run_logged(command, env, self.log, progress.refresh)
         finally:
             progress.close()
         checkpoint = fold_dir / "checkpoint_final.pth"
         if not checkpoint.exists():
             raise DataError(f"{checkpoint}: training ended without a final checkpoint; see {self.log}")
-        return {"checkpoint": str(checkpoint), "epochs": progress.epochs, "last_pseudo_dice": progress.pseudo_dice,
-                "seconds": round(progress.elapsed(), 1)}
+        last = progress.last
+        return {"checkpoint": str(checkpoint), "epochs": len(progress.epochs),
+                "last_pseudo_dice": last.mean_pseudo_dice if last else None, "seconds": round(progress.elapsed(), 1)}
 
     def predict(self, trainer: str) -> dict[str, Any]:
         out = self.prediction_dir(trainer)
@@ -255,48 +258,43 @@ def write_demo_plans(preprocessed_dataset_dir: Path, features: tuple[int, ...] =
     return write_json(preprocessed_dataset_dir / f"{PLANS}.json", plans)
 
 
-def first_number(text: str) -> float | None:
-    """The first decimal number in ``text`` ("[(0.71), 0.2]" -> 0.71), or None."""
-    match = re.search(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)
-    return float(match.group(0)) if match else None
-
-
 class TrainingProgress:
-    """A progress bar over the training budget (seconds or epochs), fed by nnU-Net's console lines."""
+    """A progress bar over the training budget (seconds or epochs), fed by the ``progress.json`` the airway
+    trainers write into ``fold_dir`` after every epoch (see trainers/progress.py)."""
 
-    _EPOCH = re.compile(r"^Epoch (\d+)\s*$")
-    _DICE = re.compile(r"Pseudo dice \[(.*)\]")
-    _LOSS = re.compile(r"train_loss (-?[\d.]+)")
-
-    def __init__(self, budget: dict[str, str]) -> None:
+    def __init__(self, fold_dir: Path, budget: dict[str, str]) -> None:
         from tqdm import tqdm
 
+        self.fold_dir = fold_dir
         self.by_time = "NNUNET_AIRWAY_TIME_BUDGET_S" in budget
         total = float(budget["NNUNET_AIRWAY_TIME_BUDGET_S"]) if self.by_time else int(budget["NNUNET_AIRWAY_EPOCHS"])
         unit = "s" if self.by_time else "epochs"
         self.bar = tqdm(total=int(total), desc="training", unit=unit,
                         bar_format="{l_bar}{bar}| {n:.0f}/{total} " + unit + " {postfix}")
-        self.epochs = 0
-        self.pseudo_dice: float | None = None
-        self.train_loss: float | None = None
+        self.epochs: list[EpochProgress] = []
+        self._read_at: int | None = None
         self._start = time.perf_counter()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
 
-    def on_line(self, line: str) -> None:
-        text = line.split(": ", 1)[-1].strip()
-        if match := self._EPOCH.match(text):
-            self.epochs = int(match.group(1)) + 1
-        elif match := self._LOSS.search(text):
-            self.train_loss = float(match.group(1))
-        elif match := self._DICE.search(text):
-            self.pseudo_dice = first_number(match.group(1).replace("np.float32", "").replace("np.float64", ""))
-        else:
-            return
-        done = self.elapsed() if self.by_time else max(self.epochs - 1, 0)
+    @property
+    def last(self) -> EpochProgress | None:
+        return self.epochs[-1] if self.epochs else None
+
+    def refresh(self, _line: str = "") -> None:
+        """Re-read the progress file when it changed and move the bar (called for every console line)."""
+        path = self.fold_dir / PROGRESS_FILE
+        modified = path.stat().st_mtime_ns if path.exists() else None
+        if modified != self._read_at:
+            self.epochs = read_progress(self.fold_dir)
+            self._read_at = modified
+        done = self.elapsed() if self.by_time else len(self.epochs)
         self.bar.n = min(done, self.bar.total)
-        self.bar.set_postfix(epoch=self.epochs, train_loss=self.train_loss, pseudo_dice=self.pseudo_dice)
+        last = self.last
+        self.bar.set_postfix(epoch=len(self.epochs), train_loss=last.train_loss if last else None,
+                             pseudo_dice=last.mean_pseudo_dice if last else None)
 
     def close(self) -> None:
+        self.refresh()
         self.bar.close()

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nnunet_airway.image_io import read_image
+from nnunet_airway.trainers.progress import read_progress
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,18 @@ def test_continue_resumes_an_interrupted_training_from_its_checkpoint(trained_mo
     assert checkpoint["current_epoch"] == 4
     assert not (trained_model.output_folder / "checkpoint_latest.pth").exists()  # removed when training ends
     assert checkpoint["trainer_name"] == trained_model.dataset.test_trainer
+
+
+def test_progress_file_lists_every_epoch_once_across_the_resume(trained_model) -> None:
+    epochs = read_progress(trained_model.output_folder)
+    assert [e.epoch for e in epochs] == [0, 1, 2, 3]
+    checkpoint = torch.load(trained_model.output_folder / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+    losses = checkpoint["logging"]["train_losses"]
+    assert [e.train_loss for e in epochs] == pytest.approx([float(loss) for loss in losses])
+    for e in epochs:
+        assert math.isfinite(e.val_loss) and e.lr > 0 and e.seconds > 0
+        assert len(e.pseudo_dice) == 1
 
 
 def test_predict_writes_masks_on_the_images_grid(trained_model) -> None:

@@ -48,6 +48,9 @@ def test_demo_runs_every_stage_and_writes_metrics_pictures_and_a_checkpoint(fini
     renders = list((workdir / "evaluation" / "nnUNetTrainerAirwayFRAD_Budget" / "renders").glob("*.png"))
     assert [p.stem for p in renders] == [case]
     assert list(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/checkpoint_final.pth"))
+    train = json.loads((workdir / "state.json").read_text())["stages"]["train"]["result"]
+    assert train["epochs"] >= 1  # read from the trainer's progress.json
+    assert list(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/progress.json"))
     assert "DSC" in result.stdout and "Where everything is:" in result.stdout
 
 
