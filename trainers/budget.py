@@ -6,13 +6,12 @@ Environment variables (read when the trainer is built):
 - ``NNUNET_AIRWAY_EPOCHS``: train exactly this many epochs (nnU-Net's poly schedule over them); use this to
   compare trainers at the same iteration budget. Exactly one of the two must be set.
 - ``NNUNET_AIRWAY_LR`` (default 1e-3): the optimiser is the paper's Adam (betas 0.5, 0.999) at a higher rate
-  than its 2e-4. In a 4-minute budget on the demo's phantoms (80x112x112, patch 48x64x64) it reached DSC 78.3
-  and BD 72.5 where nnU-Net's SGD (lr 0.01, momentum 0.99) reached DSC 74.2 and BD 45.0.
+  than its 2e-4; on short budgets it gets further than nnU-Net's SGD (the comparison is in docs/trainers.md).
 - ``NNUNET_AIRWAY_ITERATIONS_PER_EPOCH`` (default 20) and ``NNUNET_AIRWAY_SEED`` (default 0): short epochs so
   progress shows often; seeded torch, numpy and random for repeatable runs (with nnUNet_n_proc_DA=0).
 Test-time mirroring is off (nnU-Net's final validation and nnUNetv2_predict then run one pass per window
-instead of eight, which matters on a CPU). A checkpoint is written after every epoch so an interrupted run resumes with ``--c`` (a resumed time-budget
-run gets its whole budget again).
+instead of eight, which matters on a CPU). A checkpoint is written after every epoch so an interrupted run
+resumes with ``--c`` (a resumed time-budget run gets its whole budget again).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from nnunet_airway.model.unet import FRADUNet
 
 N_SCALES = 5  # the paper's U-Net: five resolution scales, i.e. four downsamplings
 # Airway probability the output layer starts at (the focal loss paper's prior initialisation): from the
-# default p = 0.5 the Dice + focal loss leaves the background near p = 0.2 for hundreds of iterations, which
-# thickens every predicted tube by a voxel (measured on the demo's phantoms, see FRADUNet's docstring).
+# default p = 0.5 the Dice + focal loss lowers the background probability slowly, which thickens the
+# predicted tubes early in training (see FRADUNet's foreground_prior and docs/model.md).
 FOREGROUND_PRIOR = 0.01
 
 

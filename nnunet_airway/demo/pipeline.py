@@ -30,7 +30,7 @@ CONFIGURATION = "3d_fullres"
 FOLD = "0"
 MIN_FREE_DISK_BYTES = 2 * 1024**3
 # The demo network: nnU-Net's plan for the phantoms with fewer features and a smaller patch, so that a
-# 2-core CPU runs a few hundred iterations in minutes (the full plan takes over 10 s per iteration there).
+# 2-core CPU runs a few hundred iterations in minutes (docs/benchmarks.md has the timings).
 DEMO_FEATURES = (8, 16, 32, 64, 64)
 DEMO_PATCH_ZYX = (48, 64, 64)
 

@@ -79,7 +79,8 @@ def attention_distillation_loss(decoder_features: Sequence[Tensor], p: float = 2
 
     reduction: "sum" (paper): squared Frobenius norm of the difference, i.e. summed over voxels, averaged over
         the batch, summed over pairs. "mean" (released code, ``F.mse_loss``): averaged over batch and voxels,
-        summed over pairs; with millions of voxels it is about 1e-14, i.e. no training signal.
+        summed over pairs; divided by the voxel count of a patch it is too small to train anything
+        (docs/model.md).
     Returns a float32 scalar.
     """
     if reduction not in ("sum", "mean"):

@@ -134,8 +134,8 @@ class FRADUNet(nn.Module):
             probability pi in (0, 1) every foreground class together should start at: the output convolutions
             start with weights N(0, 0.01^2) and biases giving softmax probabilities (1 - pi, pi / (C - 1), ...),
             the prior initialisation of the focal loss paper (Lin et al., ICCV 2017, section 4.1). Without it
-            a network trained with Dice + focal loss starts at p = 0.5 everywhere and keeps background
-            probabilities near 0.2 for hundreds of iterations, since the focal term barely pushes on them.
+            a network trained with Dice + focal loss starts at p = 0.5 everywhere, and the focal term barely
+            pushes the background down from there (docs/model.md).
 
     ``forward(x)``: x (N, input_channels, *patch_size) -> logits (N, num_classes, *patch_size), or a list of
     logits per decoder scale when deep supervision is on. The parameter set does not depend on
