@@ -14,8 +14,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -23,14 +21,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-
-
-def _cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown CPU"
+from common import cpu_name, peak_rss_bytes  # noqa: E402
 
 
 def make_case(folder: Path, shape: tuple[int, int, int], seed: int) -> str:
@@ -50,12 +41,11 @@ def make_case(folder: Path, shape: tuple[int, int, int], seed: int) -> str:
 
 
 def _measure(task: str, folder: str, queue: multiprocessing.Queue) -> None:
-    import resource
     import tracemalloc
 
     from nnunet_airway.image_io import read_image
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_rss_bytes() / 2**20
     start, cpu_start = time.perf_counter(), time.process_time()
     if task.startswith("evaluate"):
         from nnunet_airway.evaluation.runner import evaluate_case
@@ -78,8 +68,8 @@ def _measure(task: str, folder: str, queue: multiprocessing.Queue) -> None:
         tracemalloc.stop()
         detail = {}
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak_rss_mb, "rss_before_mb": rss_before / 1024,
+    peak_rss_mb = peak_rss_bytes() / 2**20
+    queue.put({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak_rss_mb, "rss_before_mb": rss_before,
                "traced_peak_mb": traced_peak / 2**20, "detail": detail})
 
 
@@ -105,7 +95,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-baseline", action="store_true", help="skip the whole-volume skeleton baseline")
     args = parser.parse_args()
-    print(f"CPU: {_cpu_name()}; one process per measurement, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    print(f"CPU: {cpu_name()}; one process per measurement, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(f"case {tuple(args.shape)}: {in_fresh_process(_make, str(folder), tuple(args.shape), args.seed)}")

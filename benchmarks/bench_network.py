@@ -25,10 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
+
+from common import cpu_name, peak_rss_bytes
 
 VARIANTS: dict[str, dict] = {
     "plain": dict(recalibration=None, distillation=False),
@@ -110,10 +111,10 @@ def worker(args: argparse.Namespace) -> dict:
     if args.measure == "memory":
         (variant,) = args.variants
         net, loss_fn, x, target, step = make_step(variant, args)
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rss_before = peak_rss_bytes()
         saved = _saved_bytes_of_one_forward(net, loss_fn, x, target)
         step()
-        rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+        rss_growth = peak_rss_bytes() - rss_before
         return {variant: {"saved_bytes": saved, "rss_growth_bytes": rss_growth}}
     if args.device == "cpu":
         # all variants in one process, one step of each in turn: a disturbance from other processes then hits
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         if "plain" not in needed:
             needed.insert(0, "plain")
     if args.device in ("auto", "cpu"):
-        print(f"CPU: {_cpu_name()}, 1 thread, float32, batch {args.batch}, "
+        print(f"CPU: {cpu_name()}, 1 thread, float32, batch {args.batch}, "
               f"widths {args.widths}, patch {args.patch}")
         results = measure(cpu_variants, "cpu", args.patch, args.widths, args.batch, args.steps, args.warmup, False)
         print_table("CPU (eager)", results, ["saved_bytes", "rss_growth_bytes"])
@@ -228,17 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     elif args.device == "auto":
         print("\nno CUDA device: GPU figures not measured")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -15,25 +15,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # one core, before numpy loads
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from common import cpu_name  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from nnunet_airway.phantoms.generate import generate_phantom  # noqa: E402
 
 GOAL_S = 5.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def best_time(fn, repeats: int) -> float:

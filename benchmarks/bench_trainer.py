@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import cpu_name, peak_rss_bytes
 
 TRAINERS = {
     "nnUNetTrainer": "nnunetv2.training.nnUNetTrainer.nnUNetTrainer",
@@ -40,23 +40,13 @@ DATASET = f"Dataset{DATASET_ID}_AirwayBench"
 PLANS = "nnUNetPlansBench"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def rss_mib() -> float:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return peak_rss_bytes() / 2**20
 
 
 # ---------------------------------------------------------------- child: one trainer, one measurement

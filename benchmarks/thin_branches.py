@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from common import cpu_name
 
 from nnunet_airway.demo.pipeline import DemoSettings, PhantomExperiment, resolve_device
 from nnunet_airway.image_io import write_bytes, write_json
@@ -31,13 +31,6 @@ TRAINERS = {
     "Baseline + FR + AD": "nnUNetTrainerAirwayFRAD_Budget",
 }
 COLUMNS = ("BD", "TD", "TPR", "FPR", "DSC")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def run_seed(args: argparse.Namespace, seed: int, device: str) -> dict[str, dict]:
@@ -109,19 +102,18 @@ def markdown_table(per_seed: dict[int, dict[str, dict]], header: str) -> str:
 
 
 def figure(per_seed: dict[int, dict[str, dict]], title: str) -> bytes:
+    """BD per airway generation, one line per trainer, as PNG bytes."""
     import io
 
-    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
     for method in TRAINERS:
         means = generation_means(per_seed, method)
         ax.plot(list(means), list(means.values()), marker="o", label=method)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("airway generation")
     ax.set_ylabel("branches detected, BD (%)")
     ax.set_ylim(-2, 102)
@@ -131,7 +123,6 @@ def figure(per_seed: dict[int, dict[str, dict]], title: str) -> bytes:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
     return buffer.getvalue()
 
 
