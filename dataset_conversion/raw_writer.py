@@ -398,15 +398,12 @@ def finalise_conversion(plan: ConversionPlan) -> ConversionResult:
     ``strict``, when any case was rejected."""
     options, dataset_dir, report, result = plan.options, plan.dataset_dir, plan.report, plan.result
     first = next(iter(result.rejected.items()), None)
-    if not result.converted and not result.already_converted:
-        if plan.new_folder:  # nothing worth keeping; an empty folder would block the id for the next try
-            shutil.rmtree(dataset_dir, ignore_errors=True)
-            where = "nothing was kept"
-        else:
-            where = f"see {dataset_dir / REPORT_NAME}"
-        why = f"; case {first[0]} rejected: {first[1]}" if first else ""
+    nothing = not result.converted and not result.already_converted
+    why = f"; case {first[0]} rejected: {first[1]}" if first else ""
+    if nothing and plan.new_folder:  # nothing worth keeping; an empty folder would block the id for the next try
+        shutil.rmtree(dataset_dir, ignore_errors=True)
         raise DataError(f"{dataset_dir}: no case was converted ({len(result.rejected)} rejected, "
-                        f"{len(result.skipped)} skipped; {where}){why}")
+                        f"{len(result.skipped)} skipped; nothing was kept){why}")
     n_training = len(list((dataset_dir / "imagesTr").glob(f"*_0000{FILE_ENDING}")))
     write_dataset_json(dataset_dir, options.name, n_training, options.description, options.reference,
                        options.licence, options.source)
@@ -426,6 +423,9 @@ def finalise_conversion(plan: ConversionPlan) -> ConversionResult:
             result.instructions.append(f"removed {plan.stale_splits}, the paper split of an earlier run "
                                        "(this run has no --paper-split: nnU-Net makes its own folds)")
     _write_json_if_changed(dataset_dir / REPORT_NAME, report)
+    if nothing:
+        raise DataError(f"{dataset_dir}: no case was converted ({len(result.rejected)} rejected, "
+                        f"{len(result.skipped)} skipped; see {dataset_dir / REPORT_NAME}){why}")
     if options.strict and first:
         raise DataError(f"case {first[0]} rejected: {first[1]}")
     return result
