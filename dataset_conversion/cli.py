@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from nnunet_airway.dataset_conversion.raw_writer import ConversionResult, write_raw_dataset
+from nnunet_airway.dataset_conversion.raw_writer import ConversionOptions, ConversionResult, write_raw_dataset
 from nnunet_airway.dataset_conversion.sources import (
     Found,
     aiib23_cases,
@@ -70,7 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = source("folder", "image/label pairs by name from NIfTI, NRRD, MHA/MHD files or DICOM folders")
     p.add_argument("--images", required=True, metavar="DIR",
                    help="<case>.nii.gz / .nrrd / .mha / .mhd files (optional _0000 suffix) or DICOM folders <case>/")
-    p.add_argument("--labels", required=True, metavar="DIR", help="<case>.nii.gz / .nrrd / .mha / .mhd airway labels")
+    p.add_argument("--labels", metavar="DIR",
+                   help="<case>.nii.gz / .nrrd / .mha / .mhd airway labels; without it (or for images without a "
+                        "label) the scans go to imagesTs, e.g. for prediction")
 
     for name, short, images_help, labels_help in (
         ("lidc", "LIDC-IDRI DICOM: one CT series per patient found by headers; BAS-style labels",
@@ -126,20 +128,23 @@ def convert(args: argparse.Namespace) -> ConversionResult:
     inputs = {k: (os.path.abspath(v) if isinstance(v, str) else v) for k, v in inputs.items()}
     if found.unmatched:
         inputs["not_used"] = found.unmatched
-    return write_raw_dataset(
-        found.cases, args.dataset_id, args.name or name, source=args.source, out_root=args.out_root,
+    return write_raw_dataset(found.cases, ConversionOptions(
+        args.dataset_id, args.name or name, source=args.source, out_root=args.out_root,
         overwrite=args.overwrite, num_workers=args.num_workers, binarize_labels=args.binarize_labels,
         min_slices=args.min_slices, description=description, reference=reference, licence=licence,
-        paper_split_seed=args.seed if args.paper_split else None, inputs=inputs, progress=not args.no_progress)
+        paper_split_seed=args.seed if args.paper_split else None, inputs=inputs, progress=not args.no_progress))
 
 
 def run(args: argparse.Namespace) -> int:
     result = convert(args)
+    removed = f", {len(result.removed)} removed (sources gone)" if result.removed else ""
     print(f"{result.dataset_dir}: {len(result.converted)} converted, {len(result.already_converted)} already "
           f"converted (skipped; --overwrite redoes them), {len(result.skipped)} skipped, {len(result.rejected)} "
-          f"rejected; details in {result.report_path}")
+          f"rejected{removed}; details in {result.report_path}")
     for line in result.report.get("inputs", {}).get("not_used", []):
         print(f"  not used: {line}", file=sys.stderr)
+    for case, reason in result.removed.items():
+        print(f"  removed {case}: {reason}")
     for case, reason in result.skipped.items():
         print(f"  skipped {case}: {reason}")
     for case, reason in result.rejected.items():

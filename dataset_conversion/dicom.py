@@ -20,6 +20,7 @@ Rules (documented in the README and reported in conversion_report.json):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,8 @@ DUPLICATE_TOLERANCE_MM = 0.01
 GAP_RELATIVE_TOLERANCE = 0.01
 GAP_ABSOLUTE_TOLERANCE_MM = 0.02
 MAX_TILT_DEGREES = 0.1
+# stand-in SeriesInstanceUIDs of series whose files carry none start with this
+NO_SERIES_UID_PREFIX = "noSeriesInstanceUID."
 # files that are never DICOM; skipping them keeps scans of large trees (LIDC ships XML) fast and quiet
 NOT_DICOM_SUFFIXES = {".xml", ".txt", ".json", ".md", ".csv", ".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd",
                       ".raw", ".zraw", ".png", ".jpg", ".jpeg", ".zip", ".pdf", ".py", ".pkl", ".npy", ".npz"}
@@ -139,11 +142,27 @@ def _number(value, default: float) -> float:
         return default
 
 
+def substitute_series_uid(ds: pydicom.Dataset, path: str | os.PathLike) -> str | None:
+    """A stable stand-in for a missing SeriesInstanceUID, from what else tells series apart: the folder,
+    StudyInstanceUID, PatientID, Modality, SeriesDescription, orientation, pixel spacing and matrix size.
+    None when the file has none of the identifying tags (then it is not taken for a DICOM image)."""
+    keys = ["StudyInstanceUID", "PatientID", "Modality", "SeriesDescription", "ImageOrientationPatient",
+            "PixelSpacing", "Rows", "Columns"]
+    values = [str(ds.get(k, "") or "") for k in keys]
+    if not any(values[:3]) or "ImagePositionPatient" not in ds:
+        return None
+    orientation = _floats(ds.get("ImageOrientationPatient", None), 6)
+    values[4] = "" if orientation is None else ",".join(f"{v:.4f}" for v in orientation)
+    identity = "\0".join([os.path.dirname(os.path.abspath(path)), *values])
+    return NO_SERIES_UID_PREFIX + hashlib.sha1(identity.encode()).hexdigest()[:16]
+
+
 def read_header(path: str | os.PathLike) -> SliceHeader | None:
-    """One file's header, or None when the file is not DICOM (or has no SeriesInstanceUID)."""
+    """One file's header, or None when the file is not DICOM. A file without SeriesInstanceUID gets a stand-in
+    built from its other identifiers (:func:`substitute_series_uid`), so such a series is still found."""
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True, specific_tags=_HEADER_TAGS)
-        series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+        series_uid = str(ds.get("SeriesInstanceUID", "") or "") or substitute_series_uid(ds, path)
     except Exception:  # noqa: BLE001 - any failure to parse means "not a DICOM file we can use"
         return None
     if not series_uid:

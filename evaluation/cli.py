@@ -8,7 +8,7 @@ from pathlib import Path
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.masks import CONNECTIVITIES
 from nnunet_airway.evaluation.metrics import PROTOCOLS
-from nnunet_airway.evaluation.report import cases_csv, format_table
+from nnunet_airway.evaluation.report import cases_csv, format_table, summarise
 from nnunet_airway.evaluation.runner import evaluate_folder
 from nnunet_airway.image_io import prepare_output_dir, write_bytes, write_json
 
@@ -36,32 +36,88 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip clDice (saves the prediction's skeleton, about 20%% of the time per case)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="score only the reference cases that have a prediction")
+    parser.add_argument("--threshold", type=float, default=None, metavar="T",
+                        help="read predictions as probability maps: airway where value > T (default: a prediction "
+                             "with values other than 0 and 1 is refused)")
+    parser.add_argument("--binarize", action="store_true",
+                        help="make every value > 0 airway, in predictions (unless --threshold) and references "
+                             "(default: values other than 0 and 1 are refused)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _refuse_existing(path: Path | None, overwrite: bool, flag: str) -> None:
+    if path is not None and path.is_dir():
+        raise DataError(f"{path}: is a folder; give {flag} a file name")
     if path is not None and path.exists() and not overwrite:
         raise DataError(f"{path}: exists; choose another {flag} or pass --overwrite")
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().parent == folder.resolve() or folder.resolve() in path.resolve().parents
+
+
+def check_outputs(pred: Path, ref: Path, outputs: dict[str, Path | None]) -> None:
+    """Refuse outputs that would overwrite an input or each other (``outputs``: flag -> path or None)."""
+    if pred.resolve() == ref.resolve():
+        raise DataError(f"{pred}: -p and -r are the same folder; give the predictions and the reference labels")
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        resolved = path.resolve()
+        if resolved in seen:
+            raise DataError(f"{path}: given to both {seen[resolved]} and {flag}; give each its own name")
+        seen[resolved] = flag
+        if resolved in (pred.resolve(), ref.resolve()) or _inside(path, ref):
+            raise DataError(f"{path}: {flag} would write into the input folder {ref if _inside(path, ref) else pred}; "
+                            "choose a place outside the reference labels")
+        if flag != "--render" and path.name.endswith((".nii.gz", ".nii")) and _inside(path, pred):
+            raise DataError(f"{path}: {flag} would replace a prediction; choose another name")
+
+
 def run(args: argparse.Namespace) -> int:
-    assert args.connectivity in CONNECTIVITIES
     if args.num_processes < 1:
         raise DataError(f"-np {args.num_processes}: give at least 1 process")
+    if args.connectivity not in CONNECTIVITIES:
+        raise DataError(f"--connectivity {args.connectivity}: choose one of {CONNECTIVITIES}")
     out = args.out if args.out is not None else args.pred / DEFAULT_SUMMARY_NAME
+    check_outputs(args.pred, args.ref, {"-o": out, "--csv": args.csv, "--render": args.render})
     _refuse_existing(out, args.overwrite, "-o")
     _refuse_existing(args.csv, args.overwrite, "--csv")
     if args.render is not None:
         prepare_output_dir(args.render, args.overwrite)
-    summary = evaluate_folder(
-        args.pred, args.ref, protocol=args.protocol, connectivity=args.connectivity,
-        num_processes=args.num_processes, allow_missing=args.allow_missing, render_dir=args.render,
-        progress=not args.no_progress, cl_dice=not args.no_cldice,
-    )
-    write_json(out, summary)
-    if args.csv is not None:
-        write_bytes(args.csv, cases_csv(summary).encode())
+
+    def save(summary: dict, complete: bool) -> None:
+        """Write what is scored so far, so a late failure loses nothing (the summary says it is partial)."""
+        if not complete:
+            summary = {**summary, "incomplete": f"{len(summary['cases'])} case(s) scored so far; the run has not "
+                                                "finished (or stopped early)"}
+        write_json(out, summary)
+        if args.csv is not None:
+            write_bytes(args.csv, cases_csv(summary).encode())
+
+    scored = []
+
+    def save_partial(partial: dict) -> None:
+        scored.append(len(partial["cases"]))
+        save(partial, complete=False)
+
+    save(summarise({}, args.protocol), complete=False)  # fails now, not after scoring, when out cannot be written
+    try:
+        summary = evaluate_folder(
+            args.pred, args.ref, protocol=args.protocol, connectivity=args.connectivity,
+            num_processes=args.num_processes, allow_missing=args.allow_missing, render_dir=args.render,
+            progress=not args.no_progress, cl_dice=not args.no_cldice, threshold=args.threshold,
+            binarize=args.binarize, on_case=save_partial,
+        )
+    except BaseException:
+        if not scored:  # nothing worth keeping: leave no empty summary that a rerun would have to --overwrite
+            for path in (out, args.csv):
+                if path is not None and path.is_file():
+                    path.unlink()
+        raise
+    save(summary, complete=True)
     print(format_table(summary, method=args.pred.resolve().name))
     print(f"wrote {out}" + (f" and {args.csv}" if args.csv else "") + (f"; pictures in {args.render}"
                                                                         if args.render else ""))

@@ -76,7 +76,8 @@ def largest_component_in_box(volume: np.ndarray, connectivity: int, margin: int 
         return np.zeros((0, 0, 0), dtype=bool), None
     component = largest_component(volume[box] > 0, connectivity)
     inner = bounding_box(component)
-    assert inner is not None
+    if inner is None:  # nonzero voxels, none of them > 0 (negative values)
+        return np.zeros((0, 0, 0), dtype=bool), None
     tight = tuple(
         slice(max(b.start + i.start - margin, 0), min(b.start + i.stop + margin, n))
         for b, i, n in zip(box, inner, volume.shape, strict=True)

@@ -129,6 +129,7 @@ def score_case(
         "detected_length_mm": float(weights[hits].sum()),
         "loops_broken": tree.loops_broken,
         "spurs_pruned": tree.spurs_pruned,
+        "reference_voxels_outside_largest_component": reference.voxels_outside,
     }
     fp_coords = np.zeros((0, 3), dtype=np.int64)
     if keep_false_positives:

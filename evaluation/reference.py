@@ -29,6 +29,7 @@ class ParsedReference:
     trachea_zone: bool mask over ``trachea_box`` (volume coordinates): the voxels nearer to the trachea's
         centreline than to any other tree centreline voxel and within ``zone_reach_mm`` of it
         (None when there is no trachea).
+    voxels_outside: reference voxels left out because they lie outside the largest component.
     """
 
     mask: np.ndarray
@@ -38,6 +39,7 @@ class ParsedReference:
     trachea_zone: np.ndarray | None
     trachea_box: Box | None
     zone_reach_mm: float
+    voxels_outside: int = 0
 
     def volume_coords(self, voxels: np.ndarray) -> np.ndarray:
         """(K, 3) volume coordinates of skeleton voxels (rows of ``skeleton.coords``)."""
@@ -75,13 +77,14 @@ def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, floa
     mask, box = largest_component_in_box(reference, connectivity, margin=1)
     if box is None:
         raise ValueError("the reference has no airway voxels")
+    voxels_outside = int(np.count_nonzero(reference if reference.dtype == bool else reference > 0)) - int(mask.sum())
     mask = fill_holes(mask)
     skeleton = skeleton_graph(lee_skeleton(mask), spacing_zyx)
     radius = lumen_radius(mask, skeleton.coords, spacing_zyx)
     tree = build_tree(skeleton, radius)
     zone, zone_box, reach = trachea_zone(tree, skeleton, radius, box, reference.shape, spacing_zyx)
     return ParsedReference(mask=mask, box=box, skeleton=skeleton, tree=tree, trachea_zone=zone,
-                           trachea_box=zone_box, zone_reach_mm=reach)
+                           trachea_box=zone_box, zone_reach_mm=reach, voxels_outside=voxels_outside)
 
 
 def trachea_zone(

@@ -12,7 +12,7 @@ from nnunet_airway.evaluation.metrics import DETECTION_THRESHOLD, METRIC_NAMES
 from nnunet_airway.evaluation.tree import MIN_PIECE_VOXELS
 
 COUNT_NAMES = ("branches_reference", "branches_detected", "tree_length_mm", "detected_length_mm",
-               "loops_broken", "spurs_pruned")
+               "loops_broken", "spurs_pruned", "reference_voxels_outside_largest_component")
 TABLE_COLUMNS = ("BD", "TD", "TPR", "FPR", "DSC")
 
 DEFINITIONS: dict[str, str] = {
@@ -47,6 +47,12 @@ DEFINITIONS: dict[str, str] = {
     "branches_reference": "number of reference branches scored by BD; branches_detected: how many were detected.",
     "tree_length_mm": "centreline length scored by TD_mm; detected_length_mm: the detected part.",
     "spurs_pruned": "number of terminal spurs pruned from the reference skeleton.",
+    "reference_voxels_outside_largest_component": "reference voxels left out of every metric because they lie "
+                                                  "outside the reference's largest connected component (a warning "
+                                                  "is printed when a case has any).",
+    "n": "number of cases each mean and std is over: cases where the value is defined (not null).",
+    "binarisation": "a prediction or reference must hold only 0 and 1 unless --threshold T (prediction airway = "
+                    "value > T) or --binarize (airway = value > 0) is given.",
 }
 
 PROTOCOL_DEFINITIONS = {
@@ -60,25 +66,29 @@ def definitions(protocol: str) -> dict[str, str]:
     return {"protocol": PROTOCOL_DEFINITIONS[protocol], **DEFINITIONS}
 
 
-def _mean_std(values: list) -> tuple[float | None, float | None]:
+def _mean_std(values: list) -> tuple[float | None, float | None, int]:
+    """Mean, population std and count of the values that are not None."""
     present = np.array([v for v in values if v is not None], dtype=np.float64)
     if present.size == 0:
-        return None, None
-    return float(present.mean()), float(present.std())
+        return None, None, 0
+    return float(present.mean()), float(present.std()), int(present.size)
 
 
 def summarise(cases: dict[str, dict], protocol: str) -> dict:
-    """The summary JSON: {"protocol", "definitions", "cases", "mean", "std"}."""
+    """The summary JSON: {"protocol", "definitions", "cases", "mean", "std", "n"}; ``n`` counts the cases
+    each mean is over (null values are left out)."""
     mean: dict = {}
     std: dict = {}
+    n: dict = {}
     for name in (*METRIC_NAMES, *COUNT_NAMES):
-        mean[name], std[name] = _mean_std([c.get(name) for c in cases.values()])
+        mean[name], std[name], n[name] = _mean_std([c.get(name) for c in cases.values()])
     generations = sorted({g for c in cases.values() for g in c["BD_by_generation"]}, key=int)
-    mean["BD_by_generation"], std["BD_by_generation"] = {}, {}
+    mean["BD_by_generation"], std["BD_by_generation"], n["BD_by_generation"] = {}, {}, {}
     for g in generations:
-        m, s = _mean_std([c["BD_by_generation"].get(g) for c in cases.values()])
-        mean["BD_by_generation"][g], std["BD_by_generation"][g] = m, s
-    return {"protocol": protocol, "definitions": definitions(protocol), "cases": cases, "mean": mean, "std": std}
+        m, s, k = _mean_std([c["BD_by_generation"].get(g) for c in cases.values()])
+        mean["BD_by_generation"][g], std["BD_by_generation"][g], n["BD_by_generation"][g] = m, s, k
+    return {"protocol": protocol, "definitions": definitions(protocol), "cases": cases, "mean": mean, "std": std,
+            "n": n}
 
 
 def _plus_minus() -> str:
@@ -107,6 +117,10 @@ def format_table(summary: dict, method: str) -> str:
         "Method".ljust(width) + "".join(name.rjust(col + 2) for name in TABLE_COLUMNS),
         method.ljust(width) + "".join(c.rjust(col + 2) for c in cells),
     ]
+    counts = summary.get("n", {})
+    fewer = [f"{name} over {counts[name]}" for name in TABLE_COLUMNS if counts.get(name, n) != n]
+    if fewer:
+        lines.append(f"Means over fewer cases (undefined values left out): {', '.join(fewer)} of {n}")
     return "\n".join(lines)
 
 

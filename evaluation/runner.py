@@ -5,12 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from nnunet_airway.errors import DataError
+from nnunet_airway.evaluation.binarize import airway_mask
 from nnunet_airway.evaluation.metrics import CaseScore, check_protocol, score_case
 from nnunet_airway.evaluation.reference import parse_reference
 from nnunet_airway.evaluation.report import summarise
@@ -34,11 +36,14 @@ def _load(item: ArrayOrPath) -> tuple[np.ndarray, object | None, str]:
 def score_files_or_arrays(
     prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
     protocol: str = "paper", connectivity: int = 6, keep_false_positives: bool = False, cl_dice: bool = True,
+    threshold: float | None = None, binarize: bool = False,
 ) -> CaseScore:
     """Like :func:`evaluate_case`, returning the full :class:`CaseScore` (for pictures)."""
     check_protocol(protocol)
     pred, pred_geom, pred_name = _load(prediction)
+    pred = airway_mask(pred, pred_name, "prediction", threshold, binarize)
     ref, ref_geom, ref_name = _load(reference)
+    ref = airway_mask(ref, ref_name, "reference", None, binarize)
     if ref_geom is not None and pred_geom is not None:
         check_same_grid(ref_name, ref.shape, ref_geom, pred_name, pred.shape, pred_geom, GRID_ADVICE)
     elif pred.shape != ref.shape:
@@ -65,18 +70,22 @@ def score_files_or_arrays(
 
 def evaluate_case(
     prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
-    protocol: str = "paper", connectivity: int = 6, cl_dice: bool = True,
+    protocol: str = "paper", connectivity: int = 6, cl_dice: bool = True, threshold: float | None = None,
+    binarize: bool = False,
 ) -> dict:
     """Airway tree metrics of one case.
 
-    prediction, reference: (Z, Y, X) arrays (nonzero = airway) or image paths (their grids must agree).
+    prediction, reference: (Z, Y, X) arrays or image paths (their grids must agree) holding 0 and 1 (or bool);
+    other values are a DataError unless ``threshold`` (prediction airway = value > threshold) or ``binarize``
+    (airway = value > 0, both sides).
     spacing: mm per voxel in array axis order (Z, Y, X), for arrays only (default 1 mm); files carry theirs.
     protocol: "paper" (trachea excluded from BD, TD, TPR, FPR, precision) or "atm22" (nothing excluded).
     connectivity: 6 or 26 for the largest-component step.
     cl_dice: False skips the prediction's skeleton (faster); clDice is then None.
     Returns the case's metrics dict (keys as in the summary JSON's cases; percentages, None if undefined).
     """
-    return score_files_or_arrays(prediction, reference, spacing, protocol, connectivity, cl_dice=cl_dice).metrics
+    return score_files_or_arrays(prediction, reference, spacing, protocol, connectivity, cl_dice=cl_dice,
+                                 threshold=threshold, binarize=binarize).metrics
 
 
 def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
@@ -97,9 +106,10 @@ def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple
 
 
 def _score_one(task: tuple) -> tuple[str, dict]:
-    case, pred_path, ref_path, protocol, connectivity, render_dir, cl_dice = task
+    case, pred_path, ref_path, protocol, connectivity, render_dir, cl_dice, threshold, binarize = task
     score = score_files_or_arrays(pred_path, ref_path, None, protocol, connectivity,
-                                  keep_false_positives=render_dir is not None, cl_dice=cl_dice)
+                                  keep_false_positives=render_dir is not None, cl_dice=cl_dice,
+                                  threshold=threshold, binarize=binarize)
     if render_dir is not None:
         from nnunet_airway.evaluation.render import render_case
 
@@ -110,10 +120,14 @@ def _score_one(task: tuple) -> tuple[str, dict]:
 def evaluate_folder(
     pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: str = "paper", connectivity: int = 6,
     num_processes: int = 1, allow_missing: bool = False, render_dir: str | os.PathLike | None = None,
-    progress: bool = True, cl_dice: bool = True,
+    progress: bool = True, cl_dice: bool = True, threshold: float | None = None, binarize: bool = False,
+    on_case: Callable[[dict], None] | None = None,
 ) -> dict:
     """Score every ``CASE.nii.gz`` of ``pred_dir`` against ``ref_dir/CASE.nii.gz``.
 
+    ``threshold``/``binarize``: how to read values other than 0 and 1 (see :func:`evaluate_case`).
+    ``on_case`` is called with the summary of the cases scored so far after every case (to save it as it goes).
+    A warning goes to stderr for every reference with voxels outside its largest component (left out).
     References without a prediction are an error (DataError listing them) unless ``allow_missing``.
     ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
     per case. ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
@@ -135,24 +149,32 @@ def evaluate_folder(
         raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
     tasks = [
         (case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
-         connectivity, None if render_dir is None else str(render_dir), cl_dice)
+         connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize)
         for case in paired
     ]
     results: dict[str, dict] = {}
+
+    def done(case: str, metrics: dict) -> None:
+        results[case] = metrics
+        outside = metrics.get("reference_voxels_outside_largest_component") or 0
+        if outside:
+            bar.write(f"evaluate: warning: {Path(ref_dir) / (case + NIFTI_SUFFIX)}: {outside} reference voxels lie "
+                      f"outside its largest connected component and are left out of every metric", file=sys.stderr)
+        if on_case is not None:
+            on_case(summarise({c: results[c] for c in paired if c in results}, protocol))
+        bar.update()
+
     bar = tqdm(total=len(tasks), desc="evaluate", unit="case", disable=not progress)
     try:
         if num_processes == 1 or len(tasks) == 1:
             for task in tasks:
-                case, metrics = _score_one(task)
-                results[case] = metrics
-                bar.update()
+                done(*_score_one(task))
         else:
             context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
                                                   else "spawn")
             with context.Pool(min(num_processes, len(tasks))) as pool:
                 for case, metrics in pool.imap_unordered(_score_one, tasks):
-                    results[case] = metrics
-                    bar.update()
+                    done(case, metrics)
     finally:
         bar.close()
     return summarise({case: results[case] for case in paired}, protocol)

@@ -3,19 +3,20 @@
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
 Only the chosen subcommand's module is imported, so ``nnunet-airway evaluate`` never loads torch.
 
-Exit codes: 0 success, 1 data error (one line naming the file and the fix; ``-v`` adds the
-traceback), 2 usage error (argparse).
+Exit codes: 0 success, 1 data error or failed file operation (OSError: one line naming the file and the
+fix; ``-v`` adds the traceback), 2 usage error (argparse).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 
-from nnunet_airway.errors import DataError
+from nnunet_airway.errors import DataError, describe_os_error
 
 # name -> (module, one-line help). Add a line here when a subcommand lands.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -56,12 +57,15 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
+    if hasattr(signal, "SIGXFSZ"):  # over `ulimit -f`: let the write fail with EFBIG (one line) instead of a core dump
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         return int(args._run(args) or 0)
-    except DataError as exc:
+    except (DataError, OSError) as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"nnunet-airway {args.command}: error: {exc}", file=sys.stderr)
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"nnunet-airway {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"nnunet-airway {args.command}: interrupted", file=sys.stderr)

@@ -8,9 +8,12 @@ Geometry follows ITK: ``spacing`` and ``origin`` in mm in (x, y, z) order, ``dir
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +70,101 @@ class Geometry:
         )
 
 
+# NIfTI datatype codes of floating-point voxels (float32, float64, complex64, complex128)
+_NIFTI_FLOAT_CODES = {16: "f4", 64: "f8", 32: "c8", 1792: "c16"}
+_CHUNK_BYTES = 16 << 20
+
+
+def _nifti_layout(header: bytes) -> tuple[int, int, int, str | None, str] | None:
+    """(data offset, voxel count, bytes per voxel, numpy float dtype or None, byte order) of a NIfTI-1/2 header.
+
+    None when ``header`` does not start like a NIfTI header (the caller then leaves the checks to SimpleITK).
+    """
+    for order in ("<", ">"):
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            dims = struct.unpack(order + "8h", header[40:56])
+            datatype, bitpix = struct.unpack(order + "2h", header[70:74])
+            offset = int(struct.unpack(order + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(order + "2h", header[12:16])
+            dims = struct.unpack(order + "8q", header[16:80])
+            offset = struct.unpack(order + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    n_dims = min(max(int(dims[0]), 0), 7)
+    voxels = int(np.prod([max(int(d), 1) for d in dims[1:n_dims + 1]], dtype=np.int64)) if n_dims else 1
+    return max(offset, 0), voxels, max(int(bitpix), 8) // 8, _NIFTI_FLOAT_CODES.get(int(datatype)), order
+
+
+def _count_non_finite(chunk: bytes, dtype: np.dtype) -> int:
+    values = np.frombuffer(chunk, dtype=dtype)
+    return int(values.size - np.count_nonzero(np.isfinite(values)))
+
+
+def check_image_file(path: str | os.PathLike, check_values: bool = True) -> None:
+    """Check what SimpleITK does not: a ``.gz`` stream is whole (read to its end, CRC checked), a NIfTI file
+    holds every voxel its header announces and, with ``check_values``, no NaN or infinite voxel.
+
+    SimpleITK fills a truncated NIfTI with zeros and reads NaN and +-inf in NIfTI as 0, so these checks
+    work on the file's bytes, streamed in 16 MiB chunks. Raises DataError naming the file and what to do.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    is_nifti = name.endswith((".nii", ".nii.gz"))
+    if not name.endswith(".gz") and not is_nifti:
+        return
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"  # SimpleITK also reads an uncompressed file named .gz
+    total = non_finite = 0
+    layout = dtype = None
+    to_check = 0  # voxel bytes still to look at for NaN/inf
+    pending = b""  # voxel bytes not yet checked (a chunk may end inside a voxel)
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as stream:
+            chunk = stream.read(544)
+            layout = _nifti_layout(chunk) if is_nifti else None
+            if layout is not None and check_values and layout[3] is not None:
+                dtype = np.dtype(layout[4] + layout[3])
+                to_check = layout[1] * dtype.itemsize
+            while chunk:
+                if dtype is not None and to_check:
+                    start = max(layout[0] - total, 0)
+                    part = chunk[start:start + to_check]
+                    to_check -= len(part)
+                    pending += part
+                    usable = len(pending) - len(pending) % dtype.itemsize
+                    non_finite += _count_non_finite(pending[:usable], dtype)
+                    pending = pending[usable:]
+                total += len(chunk)
+                chunk = stream.read(_CHUNK_BYTES)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: the compressed file is damaged or cut short ({exc}); copy or export it "
+                        "again") from exc
+    if layout is not None:
+        offset, voxels, itemsize, _, _ = layout
+        expected = offset + voxels * itemsize
+        if total < expected:
+            held = max(total - offset, 0) // itemsize
+            raise DataError(f"{path}: cut short: holds {held} of the {voxels} voxels its header announces "
+                            f"({total} of {expected} bytes); copy or export it again")
+    if non_finite:
+        raise DataError(f"{path}: {non_finite} voxels are NaN or infinite; fix the image or leave this case out")
+
+
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
-    """Read a NIfTI/NRRD/MHA/... file into a (Z, Y, X) array and its geometry."""
+    """Read a NIfTI/NRRD/MHA/... file into a (Z, Y, X) array and its geometry.
+
+    Every read is checked: a compressed stream must be whole, a NIfTI file must hold every voxel of its
+    header, and no voxel may be NaN or infinite (any format). DataError otherwise.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an image file; give the image file")
+    check_image_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -79,7 +172,11 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
         raise DataError(f"{path}: cannot be read as an image ({first_line}); replace or remove the file") from exc
     if image.GetDimension() != 3:
         raise DataError(f"{path}: expected a 3-D image, got {image.GetDimension()}-D; give a single-channel 3-D volume")
-    return sitk.GetArrayFromImage(image), Geometry.of(image)
+    array = sitk.GetArrayFromImage(image)
+    if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise DataError(f"{path}: {bad} voxels are NaN or infinite; fix the image or leave this case out")
+    return array, Geometry.of(image)
 
 
 def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
@@ -117,24 +214,67 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def verify_image_file(path: str | os.PathLike, shape_zyx: tuple[int, ...], target: str | os.PathLike) -> None:
+    """Check a just-written image before it gets its final name: not empty, the compressed stream whole, every
+    voxel present, and a header that reads back with ``shape_zyx``. DataError naming ``target`` otherwise."""
+    path = Path(path)
+    advice = "check free space and the file size limit (ulimit -f), then run again"
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{target}: writing failed (an empty file came out); {advice}")
+    try:
+        check_image_file(path, check_values=False)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+    except (DataError, RuntimeError) as exc:
+        raise DataError(f"{target}: writing failed, the written file does not read back ({exc}); {advice}") from exc
+    written = tuple(reversed(reader.GetSize()))
+    if written != tuple(shape_zyx):
+        raise DataError(f"{target}: writing failed, the written header says shape {written}, not "
+                        f"{tuple(shape_zyx)}; {advice}")
+
+
 def write_image(path: str | os.PathLike, array: np.ndarray, geometry: Geometry, compress: bool = True) -> Path:
-    """Write a (Z, Y, X) array with its geometry atomically (temp file, then rename)."""
+    """Write a (Z, Y, X) array with its geometry atomically: temporary file, verified, then renamed."""
     with atomic_path(path) as tmp:
-        sitk.WriteImage(to_sitk(array, geometry), str(tmp), useCompression=compress)
+        write_verified_image(tmp, array, geometry, compress, target=path)
     return Path(path)
 
 
+def write_verified_image(tmp: str | os.PathLike, array: np.ndarray, geometry: Geometry, compress: bool,
+                               target: str | os.PathLike) -> None:
+    """Write and verify an image at ``tmp`` (a temporary name for ``target``, which error messages name)."""
+    try:
+        sitk.WriteImage(to_sitk(array, geometry), str(tmp), useCompression=compress)
+    except RuntimeError as exc:
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
+        raise DataError(f"{target}: writing failed ({last}); check that the folder is writable and has free "
+                        "space") from exc
+    verify_image_file(tmp, array.shape, target)
+
+
+def _write_verified_bytes(tmp: Path, data: bytes, target: str | os.PathLike) -> None:
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if tmp.stat().st_size != len(data):
+        raise DataError(f"{target}: writing failed ({tmp.stat().st_size} of {len(data)} bytes written); check free "
+                        "space and the file size limit (ulimit -f), then run again")
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON atomically, indented and with a trailing newline."""
+    """Write JSON atomically, indented and with a trailing newline; the size is verified before the rename."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        _write_verified_bytes(tmp, (json.dumps(data, indent=2) + "\n").encode(), path)
     return Path(path)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes atomically."""
+    """Write bytes atomically; the size is verified before the rename."""
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        _write_verified_bytes(tmp, data, path)
     return Path(path)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from nnunet_airway.trainers.compat import require_nnunetv2
 from nnunet_airway.trainers.shims import shim_folder
@@ -28,4 +29,7 @@ def run(args: argparse.Namespace) -> int:
     folder = str(shim_folder())
     existing = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != folder]
     print(os.pathsep.join([*existing, folder]) if args.append else folder)
+    if existing and not args.append:  # on stderr: `export nnUNet_extTrainer="$(...)"` still gets the folder only
+        print(f"nnunet-airway trainer-path: note: $nnUNet_extTrainer also holds {os.pathsep.join(existing)}; "
+              "exporting this output drops it: use --append to keep it", file=sys.stderr)
     return 0

@@ -116,7 +116,7 @@ class PhantomExperiment:
         return {"cases": list(cases), "folder": str(self.phantom_dir)}
 
     def convert(self) -> dict[str, Any]:
-        from nnunet_airway.dataset_conversion.raw_writer import write_raw_dataset
+        from nnunet_airway.dataset_conversion.raw_writer import ConversionOptions, write_raw_dataset
         from nnunet_airway.dataset_conversion.sources import folder_cases
 
         self._refuse_foreign_dataset_with_our_id()
@@ -124,13 +124,13 @@ class PhantomExperiment:
         ordered = sorted(found.cases, key=lambda case: case.case_id)
         held_out = {case.case_id for case in ordered[self.settings.cases:]}
         specs = [replace(case, test=case.case_id in held_out) for case in ordered]
-        result = write_raw_dataset(
-            specs, self.settings.dataset_id, self.settings.dataset_name, source="folder",
+        result = write_raw_dataset(specs, ConversionOptions(
+            self.settings.dataset_id, self.settings.dataset_name, source="folder",
             out_root=self.folders["nnUNet_raw"], strict=True,
             description="Synthetic chest CT airway phantoms written by nnunet-airway",
             reference="nnunet-airway phantom generator", licence="CC0 (synthetic)",
             inputs={"images": str(self.phantom_dir / "images"), "labels": str(self.phantom_dir / "labels")},
-        )
+        ))
         training = sorted(case.case_id for case in specs if not case.test)
         return {"dataset": str(result.dataset_dir), "held_out": sorted(held_out), "training": training}
 

@@ -11,6 +11,8 @@ size and adds air or body around it.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,10 @@ DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
 MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
 GENERATOR_VERSION = 1
 LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
+SPACING_RANGE_MM = (0.01, 100.0)  # a spacing outside this is a typo, not a CT
+# peak memory of one phantom per voxel: measured 28-30 bytes (float32 work arrays, CT and label, the copies
+# made for writing) on a 2-core Linux machine; the estimate keeps a margin
+BYTES_PER_VOXEL = 40
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -58,6 +64,19 @@ def _label_min_radius(spacing_xyz: Sequence[float]) -> float:
     return LABEL_MIN_RADIUS_VOXELS * float(max(spacing_xyz))
 
 
+def memory_estimate(shape_zyx: Sequence[int]) -> int:
+    """Bytes one phantom of this shape needs at its peak (``BYTES_PER_VOXEL`` per voxel)."""
+    return int(np.prod([int(n) for n in shape_zyx], dtype=np.float64) * BYTES_PER_VOXEL)
+
+
+def machine_memory() -> int | None:
+    """Physical memory of this machine in bytes (None when the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) -> str | None:
     """Why a phantom cannot be made on this grid (a sentence saying what to change), or None."""
     if len(shape_zyx) != 3 or any(int(n) != n for n in shape_zyx):
@@ -67,6 +86,14 @@ def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) 
     if spacing_xyz is not None:
         if len(spacing_xyz) != 3 or any(not np.isfinite(s) or s <= 0 for s in spacing_xyz):
             return f"spacing must be three positive numbers X Y Z in mm, got {tuple(spacing_xyz)}"
+        low, high = SPACING_RANGE_MM
+        if any(not low <= s <= high for s in spacing_xyz):
+            return f"spacing {tuple(spacing_xyz)} mm is not a CT's: give values between {low:g} and {high:g} mm"
+    needed = memory_estimate(shape_zyx)
+    available = machine_memory()
+    if available is not None and needed > available:
+        return (f"a phantom of shape {tuple(shape_zyx)} needs about {needed / 2**30:.1f} GiB of memory, more than "
+                f"this machine's {available / 2**30:.1f} GiB; give a smaller shape")
     spacing = derived_spacing(shape_zyx) if spacing_xyz is None else tuple(spacing_xyz)
     # the left main bronchus is the thinnest labelled branch a phantom must show (lumen >= 0.7 * 7.6 mm)
     scale = _anatomy_scale(shape_zyx, spacing)
@@ -208,9 +235,20 @@ def write_phantoms(out_dir: str | Path, n: int, seed: int = 0, shape_zyx: Sequen
     problem = grid_problem(tuple(shape_zyx), spacing_xyz)
     if problem:
         raise ValueError(problem)
+    created = not Path(out_dir).exists()
     out = image_io.prepare_output_dir(out_dir, overwrite)
+    try:
+        return _write_cases(out, int(n), seed, shape_zyx, spacing_xyz, preview, case_prefix)
+    except BaseException:
+        if created and not any(p.is_file() for p in out.rglob("*")):  # a failed run leaves no empty --out
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_cases(out: Path, n: int, seed: int, shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None,
+                 preview: bool, case_prefix: str) -> list[str]:
     cases = []
-    for index in tqdm(range(int(n)), desc="phantoms", unit="case"):
+    for index in tqdm(range(n), desc="phantoms", unit="case"):
         case = f"{case_prefix}_{index:03d}"
         phantom = generate_phantom(case_seed(seed, index), shape_zyx, spacing_xyz, case=case)
         phantom.truth["base_seed"], phantom.truth["index"] = int(seed), index

@@ -172,3 +172,17 @@ def test_real_chest_ct_matches_its_nrrd_voxel_by_voxel(tmp_path: Path, make) -> 
     np.testing.assert_allclose(volume.geometry.origin, reference.GetOrigin(), atol=1e-3)
     np.testing.assert_allclose(volume.geometry.direction, reference.GetDirection(), atol=1e-9)
     assert volume.series_uid.startswith("1.2.826.0.1.3680043")
+
+
+def test_a_series_without_series_instance_uid_is_found_by_its_other_identifiers(tmp_path: Path, make) -> None:
+    import pydicom
+
+    volume = make.ct_volume((12, 16, 16))
+    files = make.write_series(tmp_path / "scan", volume)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        del ds.SeriesInstanceUID
+        ds.save_as(path)
+    read, _ = read_dicom_folder(tmp_path / "scan")
+    np.testing.assert_array_equal(read.array, volume)
+    assert read.series_uid.startswith("noSeriesInstanceUID.")

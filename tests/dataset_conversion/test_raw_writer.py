@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_airway.dataset_conversion import CaseSpec, convert_folder, write_raw_dataset
+from nnunet_airway.dataset_conversion import CaseSpec, ConversionOptions, convert_folder, write_raw_dataset
 from nnunet_airway.dataset_conversion.raw_writer import _write_case_files
 from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import Geometry, write_image
@@ -166,7 +166,7 @@ def test_refuses_a_folder_of_another_data_set(tmp_path: Path, make) -> None:
     convert_folder(images, labels, 21, "Mine", out_root=raw, progress=False)
     spec = CaseSpec("case0", (str(images / "case0.nii.gz"),), str(labels / "case0.nii.gz"))
     with pytest.raises(DataError, match="converted from source 'folder', not 'atm22'"):
-        write_raw_dataset([spec], 21, "Mine", source="atm22", out_root=raw, progress=False)
+        write_raw_dataset([spec], ConversionOptions(21, "Mine", source="atm22", out_root=raw, progress=False))
 
 
 def test_out_root_defaults_to_nnunet_raw(tmp_path: Path, make, monkeypatch: pytest.MonkeyPatch) -> None:

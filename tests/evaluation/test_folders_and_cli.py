@@ -42,7 +42,7 @@ def folders(tmp_path: Path, airway_case: AirwayCase) -> tuple[Path, Path]:
 def test_folder_summary_follows_the_schema(folders: tuple[Path, Path]) -> None:
     pred_dir, ref_dir = folders
     summary = evaluate_folder(pred_dir, ref_dir, progress=False)
-    assert list(summary) == ["protocol", "definitions", "cases", "mean", "std"]
+    assert list(summary) == ["protocol", "definitions", "cases", "mean", "std", "n"]
     assert summary["protocol"] == "paper"
     assert list(summary["cases"]) == ["airway_001", "airway_002"]
     for metrics in summary["cases"].values():

@@ -86,3 +86,97 @@ def test_prepare_output_dir_refuses_a_non_empty_folder_without_overwrite(tmp_pat
         prepare_output_dir(tmp_path, overwrite=False)
     prepare_output_dir(tmp_path, overwrite=True)
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+# --- every read checked, every write verified (issue 14) ---
+
+def _incompressible(shape=(8, 40, 40), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-1000, 1000, size=shape).astype(np.int16)
+
+
+@pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
+def test_a_truncated_nifti_is_refused_not_filled_with_zeros(tmp_path: Path, name: str) -> None:
+    write_image(tmp_path / name, _incompressible(), GEOMETRY, compress=name.endswith(".gz"))
+    data = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.nii(\.gz)?: .*(cut short|damaged)"):
+        read_image(tmp_path / name)
+
+
+def test_a_gzip_stream_cut_short_after_the_voxels_is_still_refused(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.nii.gz", _incompressible(), GEOMETRY)
+    data = (tmp_path / "a.nii.gz").read_bytes()
+    (tmp_path / "a.nii.gz").write_bytes(data[:-4])  # only the CRC trailer's size field is missing
+    with pytest.raises(DataError, match="damaged or cut short"):
+        read_image(tmp_path / "a.nii.gz")
+
+
+@pytest.mark.parametrize("name", ["nan.nii.gz", "nan.nii", "nan.mha", "nan.nrrd"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_found_in_every_format(tmp_path: Path, name: str, bad: float) -> None:
+    array = np.zeros((4, 5, 6), dtype=np.float32)
+    array[1, 2, 3] = bad
+    array[3, 4, 5] = bad
+    write_image(tmp_path / name, array, GEOMETRY)
+    with pytest.raises(DataError, match=r"2 voxels are NaN or infinite"):
+        read_image(tmp_path / name)
+
+
+def test_float64_nifti_without_nan_reads(tmp_path: Path) -> None:
+    array = np.linspace(-1, 1, 4 * 5 * 6).reshape(4, 5, 6)
+    write_image(tmp_path / "a.nii.gz", array, GEOMETRY)
+    np.testing.assert_allclose(read_image(tmp_path / "a.nii.gz")[0], array)
+
+
+def test_read_image_of_a_folder_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="is a folder"):
+        read_image(tmp_path)
+
+
+_SHORT_WRITE = """
+import sys
+import numpy as np
+from nnunet_airway.errors import DataError
+from nnunet_airway.image_io import Geometry, write_image
+array = np.random.default_rng(0).integers(-1000, 1000, size=(40, 64, 64)).astype(np.int16)
+try:
+    write_image(sys.argv[1], array, Geometry((1.0, 1.0, 1.0)))
+except DataError as exc:
+    print("DataError", exc)
+    sys.exit(3)
+"""
+
+
+def _limit_file_size(limit_bytes: int):
+    import resource
+    import signal
+
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return preexec
+
+
+def test_a_short_write_under_ulimit_f_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    target = tmp_path / "out" / "image.nii.gz"
+    done = subprocess.run([sys.executable, "-c", _SHORT_WRITE, str(target)], capture_output=True, text=True,
+                          preexec_fn=_limit_file_size(64 * 1024), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "image.nii.gz: writing failed" in done.stdout
+    assert list((tmp_path / "out").iterdir()) == []  # no final name, no temporary file
+
+
+def test_write_bytes_verifies_and_removes_its_temporary_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom nnunet_airway.image_io import write_bytes\n"
+            "write_bytes(sys.argv[1], bytes(200000))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], capture_output=True, text=True,
+                          preexec_fn=_limit_file_size(64 * 1024), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode != 0 and "File too large" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -65,3 +65,10 @@ def test_trainer_path_with_old_nnunetv2_exits_1_with_one_line(tmp_path: Path) ->
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "nnunetv2 2.7.0 is installed" in result.stderr
+
+
+def test_without_append_another_plugin_folder_gets_a_hint(tmp_path: Path) -> None:
+    result = trainer_path(env={"nnUNet_extTrainer": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(shim_folder())  # what `export ...="$(...)"` captures is unchanged
+    assert str(tmp_path) in result.stderr and "--append" in result.stderr

@@ -119,3 +119,39 @@ def test_importing_the_phantoms_loads_neither_torch_nor_matplotlib() -> None:
     code = "import sys, nnunet_airway.phantoms; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# --- refused before allocating, verified when written (issue 14) ---
+
+def test_a_grid_larger_than_the_machine_memory_is_refused_before_allocating(tmp_path: Path, capsys) -> None:
+    assert exit_code_of(["--out", str(tmp_path / "out"), "--shape", "5000", "5000", "5000"]) == 2
+    err = capsys.readouterr().err
+    assert "needs about 4656.6 GiB of memory, more than this machine's" in err and "smaller shape" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_absurd_spacing_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    assert exit_code_of(["--out", str(tmp_path / "out"), "--spacing", "1e-300", "1", "1"]) == 2
+    assert "between 0.01 and 100 mm" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_short_write_under_ulimit_f_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:
+    import os
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "nnunet_airway", "phantoms", "--out", str(out), "--shape",
+                           *map(str, TINY)], capture_output=True, text=True, preexec_fn=limit,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr and last.startswith("nnunet-airway phantoms: error: ")
+    assert "ulimit -f" in last
+    assert not out.exists()  # nothing was kept, so no empty --out either
