@@ -1,6 +1,6 @@
 """Step time and peak memory of FRADUNet variants relative to the plain U-Net (issue 3's speed/memory goal).
 
-A step is forward + DiceFocal loss (+ alpha * attention distillation when on) + backward + Adam step, as in
+A step is forward + DiceFocal loss (+ 0.1 x attention distillation when on) + backward + Adam step, as in
 training. The plain network (recalibration=None, distillation=False) is measured in the same run as the
 baseline; memory is always measured in a fresh subprocess per variant.
 
@@ -64,22 +64,23 @@ def _saved_bytes_of_one_forward(net, loss_fn, x, target) -> int:
 def _loss(model, net, loss_fn, x, target):
     """The training loss; ``model`` is ``net`` or its compiled wrapper (which sets ``net.decoder_features``)."""
     logits = model(x)
-    features = net.pop_decoder_features() if net.distillation else None
-    return loss_fn(logits, target, features)
+    if not net.distillation:
+        return loss_fn.segmentation(logits, target)
+    return loss_fn.segmentation(logits, target) + loss_fn.distillation(net.pop_decoder_features())
 
 
 def make_step(variant: str, args: argparse.Namespace):
     """(network, loss, input, target, step function) for one variant; step = forward, loss, backward, Adam."""
     import torch
 
-    from nnunet_airway.model.losses import DiceFocalLoss
+    from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
     from nnunet_airway.model.unet import FRADUNet
 
     torch.manual_seed(0)
     device = torch.device(args.device)
     patch = tuple(args.patch)
     net = FRADUNet(1, 2, patch, args.widths, (1, 2, 2, 2, 2), **VARIANTS[variant]).to(device)
-    loss_fn = DiceFocalLoss()
+    loss_fn = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
     x = torch.randn(args.batch, 1, *patch, device=device)
     target = (x > 1.0).float()

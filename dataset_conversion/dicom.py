@@ -1,6 +1,6 @@
 """CT volumes from DICOM: choose the series by its headers, stack slices by position, check the grid.
 
-Rules (documented in the README and reported in conversion_report.json):
+Rules (documented in docs/conversion.md and reported in conversion_report.json):
 
 - A file is a slice candidate when pydicom reads it (with or without extension or preamble) and it has a
   SeriesInstanceUID. Localizers (ImageType LOCALIZER), non-image objects (SR, no ImagePositionPatient) and

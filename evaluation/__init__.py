@@ -2,7 +2,7 @@
 
 ``evaluate_case(prediction, reference, spacing=None, protocol="paper")`` scores one case (arrays or
 files); ``evaluate_folder(pred_dir, ref_dir, ...)`` scores nnU-Net prediction folders. Definitions:
-``nnunet_airway.evaluation.report.DEFINITIONS`` and the README section "Airway tree metrics".
+``nnunet_airway.evaluation.report.DEFINITIONS`` and docs/evaluation.md.
 """
 
 from nnunet_airway.evaluation.runner import evaluate_case, evaluate_folder

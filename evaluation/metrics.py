@@ -63,8 +63,7 @@ def score_case(
 ) -> CaseScore:
     """Score a prediction ((Z, Y, X), nonzero = airway, same grid as the reference) against ``reference``.
 
-    ``cl_dice=False`` skips the prediction's skeleton (about 20% of the time of a full-size case); clDice is
-    then None.
+    ``cl_dice=False`` skips the prediction's skeleton (timings in docs/benchmarks.md); clDice is then None.
     """
     check_protocol(protocol)
     volume_shape = tuple(int(n) for n in prediction.shape)
