@@ -1,11 +1,12 @@
 """Benchmark: time and peak memory of ``evaluate_case`` on one full-size (512 x 512 x 400) case.
 
-Goal (issue 6): <= 5 s and <= 1.5 GB per case on one core. The case is a phantom from
-``nnunet_airway.phantoms``; the prediction is the reference shifted by one voxel along x plus a leak, so every metric is non-trivial.
-Each measurement runs in a fresh single-threaded process; the baseline, measured in the same run, is
-the Lee skeleton of the uncropped volume, the step a whole-volume implementation starts with.
+Goal (issues 6 and 15): <= 5 s and <= 1.5 GB per case on one core with every metric. The case is a
+phantom from ``nnunet_airway.phantoms``; the prediction is the reference shifted by one voxel along x
+plus a leak and an island, so every metric is non-trivial. Each measurement runs in a fresh
+single-threaded process. The previous version (``--previous``, a git revision, default main) is
+extracted with ``git archive`` into a temporary folder and measured in the same run on the same case.
 
-    python benchmarks/bench_evaluate.py [--shape 400 512 512] [--seed 0] [--repeats 1]
+    python benchmarks/bench_evaluate.py [--shape 400 512 512] [--seed 0] [--repeats 1] [--previous main]
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import argparse
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,14 +38,20 @@ def make_case(folder: Path, shape: tuple[int, int, int], seed: int) -> str:
     coords = np.argwhere(label)
     z, y, x = coords[np.argmax(coords[:, 0])]
     prediction[max(z - 6, 0):z + 6, max(y - 6, 0):y + 6, max(x - 6, 0):x + 6] = 1  # a leak at a deep branch
+    prediction[:4, :4, :4] = 1  # an island in a corner: one more component for the topology keys
     write_image(folder / "reference.nii.gz", label, geometry)
     write_image(folder / "prediction.nii.gz", prediction, geometry)
     return f"{source}; {int(label.sum())} airway voxels"
 
 
-def _measure(task: str, folder: str, queue: multiprocessing.Queue) -> None:
+DETAIL_KEYS = ("BD", "TD", "TPR", "FPR", "DSC", "clDice", "branches_reference", "loops_broken", "spurs_pruned",
+               "IoU", "DBR", "leakage_count", "components_prediction", "betti1_error")
+
+
+def _measure(task: str, folder: str, root: str, queue: multiprocessing.Queue) -> None:
     import tracemalloc
 
+    sys.path.insert(0, root)  # the version to measure: this checkout or the extracted previous one
     from nnunet_airway.image_io import read_image
 
     rss_before = peak_rss_bytes() / 2**20
@@ -55,8 +64,7 @@ def _measure(task: str, folder: str, queue: multiprocessing.Queue) -> None:
                                 cl_dice=task == "evaluate")
         traced_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        detail = {k: metrics[k] for k in ("BD", "TD", "TPR", "FPR", "DSC", "clDice", "branches_reference",
-                                          "loops_broken", "spurs_pruned")}
+        detail = {k: metrics[k] for k in DETAIL_KEYS if k in metrics}
     else:
         from skimage.morphology import skeletonize
 
@@ -73,8 +81,19 @@ def _measure(task: str, folder: str, queue: multiprocessing.Queue) -> None:
                "traced_peak_mb": traced_peak / 2**20, "detail": detail})
 
 
-def _make(folder: str, shape: tuple[int, int, int], seed: int, queue: multiprocessing.Queue) -> None:
+def _make(folder: str, shape: tuple[int, int, int], seed: int, root: str, queue: multiprocessing.Queue) -> None:
+    sys.path.insert(0, root)
     queue.put(make_case(Path(folder), shape, seed))
+
+
+def extract_revision(revision: str, into: Path) -> str:
+    """``git archive REVISION`` of this repository unpacked into ``into``; returns the commit id."""
+    repo = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=repo, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", revision], cwd=repo, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return commit
 
 
 def in_fresh_process(target, *args) -> object:  # noqa: ANN001
@@ -93,28 +112,42 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=(400, 512, 512), metavar=("Z", "Y", "X"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the whole-volume skeleton baseline")
+    parser.add_argument("--previous", default="main", metavar="REV",
+                        help="git revision of the previous version to measure in the same run (default main)")
+    parser.add_argument("--no-previous", action="store_true", help="measure this checkout only")
+    parser.add_argument("--baseline", action="store_true", help="also time the Lee skeleton of the uncropped volume")
     args = parser.parse_args()
     print(f"CPU: {cpu_name()}; one process per measurement, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    here = str(Path(__file__).resolve().parents[1])
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        print(f"case {tuple(args.shape)}: {in_fresh_process(_make, str(folder), tuple(args.shape), args.seed)}")
+        folder = Path(tmp) / "case"
+        folder.mkdir()
+        versions = {"this checkout": here}
+        if not args.no_previous:
+            previous = Path(tmp) / "previous"
+            previous.mkdir()
+            versions[f"previous ({args.previous}, {extract_revision(args.previous, previous)})"] = str(previous)
+        print(f"case {tuple(args.shape)}: {in_fresh_process(_make, str(folder), tuple(args.shape), args.seed, here)}")
         results = {}
-        for task, what in (("evaluate", "all metrics"), ("evaluate_no_cldice", "all but clDice")):
-            runs = [in_fresh_process(_measure, task, str(folder)) for _ in range(args.repeats)]
-            best = results[task] = min(runs, key=lambda r: r["cpu_seconds"])
-            print(f"evaluate_case, read both files + {what}: CPU {best['cpu_seconds']:.2f} s (wall "
-                  f"{best['seconds']:.2f} s), peak RSS {best['peak_rss_mb']:.0f} MB (after imports "
-                  f"{best['rss_before_mb']:.0f} MB), numpy peak (tracemalloc) {best['traced_peak_mb']:.0f} MB")
-            print(f"  metrics: {json.dumps(best['detail'])}")
-        print("  goal: <= 5 s and <= 1536 MB per case on one core")
-        if not args.no_baseline:
-            base = in_fresh_process(_measure, "skeleton", str(folder))
+        for version, root in versions.items():
+            for task, what in (("evaluate", "all metrics"), ("evaluate_no_cldice", "all but clDice")):
+                runs = [in_fresh_process(_measure, task, str(folder), root) for _ in range(args.repeats)]
+                best = results[version, task] = min(runs, key=lambda r: r["cpu_seconds"])
+                print(f"{version}: evaluate_case, read both files + {what}: CPU {best['cpu_seconds']:.2f} s (wall "
+                      f"{best['seconds']:.2f} s), peak RSS {best['peak_rss_mb']:.0f} MB (after imports "
+                      f"{best['rss_before_mb']:.0f} MB), numpy peak (tracemalloc) {best['traced_peak_mb']:.0f} MB")
+                print(f"  metrics: {json.dumps(best['detail'])}")
+        print("goal: <= 5 s and <= 1536 MB per case on one core with every metric")
+        if len(versions) == 2:
+            new, old = list(versions)
+            for task in ("evaluate", "evaluate_no_cldice"):
+                a, b = results[new, task], results[old, task]
+                print(f"ratio this checkout / previous ({task}): CPU time {a['cpu_seconds'] / b['cpu_seconds']:.2f}, "
+                      f"peak RSS {a['peak_rss_mb'] / b['peak_rss_mb']:.2f}")
+        if args.baseline:
+            base = in_fresh_process(_measure, "skeleton", str(folder), here)
             print(f"baseline, Lee skeleton of the uncropped volume alone: CPU {base['cpu_seconds']:.2f} s (wall "
                   f"{base['seconds']:.2f} s), peak RSS {base['peak_rss_mb']:.0f} MB")
-            full = results["evaluate"]
-            print(f"ratio evaluate_case (all metrics) / baseline: CPU time {full['cpu_seconds'] / base['cpu_seconds']:.2f}, "
-                  f"peak RSS {full['peak_rss_mb'] / base['peak_rss_mb']:.2f}")
 
 
 if __name__ == "__main__":

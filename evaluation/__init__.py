@@ -1,4 +1,6 @@
-"""nnunet_airway.evaluation: airway tree metrics (BD, TD, TPR, FPR, DSC, precision, clDice) without torch.
+"""nnunet_airway.evaluation: airway tree metrics without torch: ATM'22 / Qin et al. (BD, TD, TPR, FPR, DSC,
+precision), clDice, AIIB23 (IoU, DLR, DBR, leakage), EXACT'09 (branch count, tree length, leakage) and topology
+(components, Betti-number errors).
 
 ``evaluate_case(prediction, reference, spacing=None, protocol="paper")`` scores one case (arrays or
 files); ``evaluate_folder(pred_dir, ref_dir, ...)`` scores nnU-Net prediction folders. Definitions:

@@ -8,7 +8,7 @@ from pathlib import Path
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.masks import CONNECTIVITIES
 from nnunet_airway.evaluation.metrics import PROTOCOLS
-from nnunet_airway.evaluation.report import cases_csv, format_table, summarise
+from nnunet_airway.evaluation.report import TABLES, cases_csv, format_table, summarise
 from nnunet_airway.evaluation.runner import evaluate_folder
 from nnunet_airway.image_io import prepare_output_dir, write_bytes, write_json
 
@@ -22,12 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of reference labels CASE.nii.gz (e.g. labelsTs)")
     parser.add_argument("-o", "--out", type=Path, default=None, metavar="JSON",
                         help=f"summary JSON (default PRED_DIR/{DEFAULT_SUMMARY_NAME})")
-    parser.add_argument("--csv", type=Path, default=None, metavar="CSV", help="also write one row per case")
+    parser.add_argument("--csv", type=Path, default=None, metavar="CSV",
+                        help="also write one row per case with every metric")
     parser.add_argument("-np", "--num-processes", type=int, default=1, dest="num_processes",
                         help="cases evaluated in parallel processes (default 1)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="paper",
                         help="paper: trachea excluded from BD, TD, TPR, FPR (Qin et al. 2020, default); "
                              "atm22: nothing excluded (ATM'22 challenge)")
+    parser.add_argument("--table", choices=TABLES, default="paper",
+                        help="console layout: paper (BD, TD, TPR, FPR, DSC; default), atm22, aiib23 or exact09 "
+                             "(the JSON and --csv always hold every metric; definitions in docs/metrics.md)")
     parser.add_argument("--connectivity", type=int, choices=(6, 26), default=6,
                         help="connectivity of the largest-component step (default 6, as ATM'22)")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
@@ -118,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                     path.unlink()
         raise
     save(summary, complete=True)
-    print(format_table(summary, method=args.pred.resolve().name))
+    print(format_table(summary, method=args.pred.resolve().name, table=args.table))
     print(f"wrote {out}" + (f" and {args.csv}" if args.csv else "") + (f"; pictures in {args.render}"
                                                                         if args.render else ""))
     return 0

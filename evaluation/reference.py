@@ -15,6 +15,7 @@ from skimage.morphology import skeletonize
 
 from nnunet_airway.evaluation.masks import Box, box_offset, fill_holes, largest_component_in_box, outer_boundary
 from nnunet_airway.evaluation.skeleton_graph import SkeletonGraph, nonzero_coords, skeleton_graph
+from nnunet_airway.evaluation.topology import betti_numbers
 from nnunet_airway.evaluation.tree import AirwayTree, build_tree
 
 
@@ -26,6 +27,8 @@ class ParsedReference:
     box: where ``mask`` lies in the volume.
     skeleton: the graph of the mask's Lee skeleton (coordinates relative to ``box``).
     tree: branches parsed from the skeleton.
+    betti: (b0, b1, b2) of the reference as given (before the largest-component step; 26-connected
+        foreground, see topology.betti_numbers).
     trachea_zone: bool mask over ``trachea_box`` (volume coordinates): the voxels nearer to the trachea's
         centreline than to any other tree centreline voxel and within ``zone_reach_mm`` of it
         (None when there is no trachea).
@@ -39,6 +42,7 @@ class ParsedReference:
     trachea_zone: np.ndarray | None
     trachea_box: Box | None
     zone_reach_mm: float
+    betti: tuple[int, int, int]
     voxels_outside: int = 0
 
     def volume_coords(self, voxels: np.ndarray) -> np.ndarray:
@@ -84,7 +88,8 @@ def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, floa
     tree = build_tree(skeleton, radius)
     zone, zone_box, reach = trachea_zone(tree, skeleton, radius, box, reference.shape, spacing_zyx)
     return ParsedReference(mask=mask, box=box, skeleton=skeleton, tree=tree, trachea_zone=zone,
-                           trachea_box=zone_box, zone_reach_mm=reach, voxels_outside=voxels_outside)
+                           trachea_box=zone_box, zone_reach_mm=reach, betti=betti_numbers(reference),
+                           voxels_outside=voxels_outside)
 
 
 def trachea_zone(

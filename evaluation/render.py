@@ -60,7 +60,7 @@ def render_case(score: CaseScore, path: str | os.PathLike, title: str = "") -> N
     ax_tree.set_xlabel("x (mm, array axis 3)")
     ax_tree.set_ylabel("z (mm, array axis 1)")
     ax_tree.legend(loc="lower right", fontsize=8, markerscale=4)
-    m = score.metrics
+    m = score.metrics.as_dict()
 
     def fmt(name: str) -> str:
         value = m[name]

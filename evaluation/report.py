@@ -5,19 +5,41 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from typing import Literal, get_args
 
 import numpy as np
 
-from nnunet_airway.evaluation.metrics import DETECTION_THRESHOLD, METRIC_NAMES
+from nnunet_airway.evaluation.metrics import DETECTION_THRESHOLD, LEAKAGE_CONNECTIVITY, SCALAR_KEYS, Protocol
 from nnunet_airway.evaluation.tree import MIN_PIECE_VOXELS
 
-COUNT_NAMES = ("branches_reference", "branches_detected", "tree_length_mm", "detected_length_mm",
-               "loops_broken", "spurs_pruned", "reference_voxels_outside_largest_component")
-TABLE_COLUMNS = ("BD", "TD", "TPR", "FPR", "DSC")
+Table = Literal["paper", "atm22", "aiib23", "exact09"]
+TABLES: tuple[Table, ...] = get_args(Table)
+# the console layouts: (key, column title); the JSON and the CSV always hold every key
+TABLE_COLUMNS: dict[Table, tuple[tuple[str, str], ...]] = {
+    "paper": (("BD", "BD"), ("TD", "TD"), ("TPR", "TPR"), ("FPR", "FPR"), ("DSC", "DSC")),
+    "atm22": (("TD", "TD"), ("BD", "BD"), ("DSC", "DSC"), ("precision", "Precision"), ("TPR", "Sensitivity"),
+              ("FPR", "FPR")),
+    "aiib23": (("IoU", "IoU"), ("DLR", "DLR"), ("DBR", "DBR"), ("precision", "Precision"), ("leakage", "Leakage")),
+    "exact09": (("branch_count", "Branch count"), ("tree_length_cm", "Tree length cm"),
+                ("leakage_count", "Leakage count"), ("leakage_volume_mm3", "Leakage mm3"),
+                ("FPR_exact09", "FPR")),
+}
+TABLE_TITLES: dict[Table, str] = {
+    "paper": "Results (%)",
+    "atm22": "Results (%), ATM'22 leaderboard metrics",
+    "aiib23": "Results (%), AIIB23 metrics",
+    "exact09": "Results, EXACT'09 metrics (lengths cm, volumes mm3, FPR %)",
+}
+THREE_DIGITS = ("FPR",)
 
 DEFINITIONS: dict[str, str] = {
-    "units": "BD, TD, TD_mm, TPR, FPR, DSC, precision, clDice and BD_by_generation are percentages; "
+    "units": "BD, TD, TD_mm, TPR, FPR, DSC, precision, clDice, IoU, DLR, DBR, leakage, FPR_exact09 and "
+             "BD_by_generation are percentages; lengths in mm or cm, volumes in mm^3, counts are integers; "
              "null means undefined (empty denominator). std is the population standard deviation over cases.",
+    "sources": "ATM'22: EndoluminalSurgicalVision-IMR/ATM-22-Related-Work, evaluation/evaluation_atm_22.py (Zhang "
+               "et al., Med. Image Anal. 2023); AIIB23: ayanglab/AIIB, 'scoring metrics/task1.py' (Nan et al., "
+               "AIIB23 challenge 2023); EXACT'09: Lo et al., IEEE TMI 31(11):2093-2107, 2012; the paper protocol: "
+               "Qin et al. 2020; clDice: Shit et al., CVPR 2021. Details: docs/metrics.md.",
     "prediction": "largest connected component of the prediction (6-connected by default, --connectivity).",
     "reference": f"largest connected component of the reference, holes filled; Lee skeleton (skimage skeletonize); "
                  f"junction voxels have >= 3 26-neighbours; pieces between junctions under {MIN_PIECE_VOXELS} voxels "
@@ -34,7 +56,9 @@ DEFINITIONS: dict[str, str] = {
     "generation": "number of branching points between a branch and the trachea (main bronchi 1).",
     "BD": f"branches with >= {DETECTION_THRESHOLD:.0%} of their centreline voxels inside the prediction / "
           f"branches of the reference tree.",
-    "TD": "tree centreline voxels inside the prediction / all tree centreline voxels (branching points included).",
+    "TD": "paper protocol: tree centreline voxels inside the prediction / all tree centreline voxels (branching "
+          "points included, the trachea and branches removed by the tree parse excluded); atm22 protocol: as the "
+          "ATM'22 code, every voxel of the reference's Lee skeleton (same as DLR).",
     "TD_mm": "as TD, each centreline voxel weighted by its physical length (half its edges in the minimum spanning "
              "tree of the centreline voxels, mm).",
     "TPR": "true positive voxels / reference voxels.",
@@ -53,6 +77,30 @@ DEFINITIONS: dict[str, str] = {
     "n": "number of cases each mean and std is over: cases where the value is defined (not null).",
     "binarisation": "a prediction or reference must hold only 0 and 1 unless --threshold T (prediction airway = "
                     "value > T) or --binarize (airway = value > 0) is given.",
+    "branches_detected": "number of reference branches scored by BD that are detected.",
+    "detected_length_mm": "the part of tree_length_mm inside the prediction.",
+    "loops_broken": "number of reference branches removed to break cycles (see loops).",
+    "IoU": "AIIB23: |P and R| / |P or R| over the whole volume (Jaccard index), every protocol.",
+    "DLR": "AIIB23 detected length ratio: voxels of the reference's Lee skeleton inside the prediction / all its "
+           "voxels, every protocol (the ATM'22 TD).",
+    "DBR": f"AIIB23 detected branch ratio: detected branches (>= {DETECTION_THRESHOLD:.0%} of centreline voxels "
+           f"inside the prediction) / all branches of the reference tree, trachea included, every protocol.",
+    "leakage": "AIIB23: false positive voxels / reference voxels, whole volume, every protocol.",
+    "branch_count": "EXACT'09: number of detected reference branches, trachea excluded, every protocol.",
+    "tree_length_cm": "EXACT'09: summed centreline length of the detected reference branches (cm), trachea and "
+                      "branching points excluded, every protocol.",
+    "leakage_count": f"EXACT'09: number of leaks, the {LEAKAGE_CONNECTIVITY}-connected components of the false "
+                     f"positive voxels (prediction outside the reference), whole volume.",
+    "leakage_volume_mm3": "EXACT'09: volume of all false positive voxels (mm^3), whole volume.",
+    "FPR_exact09": "EXACT'09 false positive rate: leakage volume / volume of the prediction x 100 (0 for an empty "
+                   "prediction); not the ATM'22 FPR, whose denominator is the background.",
+    "components_prediction": "26-connected components of the prediction as given (before the largest-component "
+                             "step): its Betti number b0.",
+    "betti0_error": "|b0(prediction) - b0(reference)|, both as given (before the largest-component step), "
+                    "26-connected foreground.",
+    "betti1_error": "|b1(prediction) - b1(reference)|, both as given, 26-connected foreground and 6-connected "
+                    "background: b1 = b0 + b2 - Euler characteristic (from local 2x2x2 configurations), b2 = "
+                    "background components not reaching the volume's border (cavities).",
 }
 
 PROTOCOL_DEFINITIONS = {
@@ -62,7 +110,7 @@ PROTOCOL_DEFINITIONS = {
 }
 
 
-def definitions(protocol: str) -> dict[str, str]:
+def definitions(protocol: Protocol) -> dict[str, str]:
     return {"protocol": PROTOCOL_DEFINITIONS[protocol], **DEFINITIONS}
 
 
@@ -74,13 +122,13 @@ def _mean_std(values: list) -> tuple[float | None, float | None, int]:
     return float(present.mean()), float(present.std()), int(present.size)
 
 
-def summarise(cases: dict[str, dict], protocol: str) -> dict:
-    """The summary JSON: {"protocol", "definitions", "cases", "mean", "std", "n"}; ``n`` counts the cases
-    each mean is over (null values are left out)."""
+def summarise(cases: dict[str, dict], protocol: Protocol) -> dict:
+    """The summary JSON: {"protocol", "definitions", "cases", "mean", "std", "n"} (cases: CaseMetrics.as_dict());
+    ``n`` counts the cases each mean is over (null values are left out)."""
     mean: dict = {}
     std: dict = {}
     n: dict = {}
-    for name in (*METRIC_NAMES, *COUNT_NAMES):
+    for name in SCALAR_KEYS:
         mean[name], std[name], n[name] = _mean_std([c.get(name) for c in cases.values()])
     generations = sorted({g for c in cases.values() for g in c["BD_by_generation"]}, key=int)
     mean["BD_by_generation"], std["BD_by_generation"], n["BD_by_generation"] = {}, {}, {}
@@ -100,39 +148,47 @@ def _plus_minus() -> str:
         return "+-"
 
 
-def format_table(summary: dict, method: str) -> str:
-    """Mean +- std per column, laid out like Table 1 of Qin et al. 2020 (BD, TD, TPR, FPR, DSC; %)."""
+def check_table(table: str) -> Table:
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {TABLES}, got {table!r}")
+    return table  # type: ignore[return-value]
+
+
+def format_table(summary: dict, method: str, table: Table = "paper") -> str:
+    """Mean +- std per column in the layout ``table`` ("paper": BD, TD, TPR, FPR, DSC as Table 1 of Qin et
+    al. 2020; "atm22", "aiib23", "exact09": those challenges' metrics)."""
+    columns = TABLE_COLUMNS[check_table(table)]
     pm = _plus_minus()
     cells = []
-    for name in TABLE_COLUMNS:
+    for name, _ in columns:
         m, s = summary["mean"][name], summary["std"][name]
-        digits = 3 if name == "FPR" else 1
+        digits = 3 if name in THREE_DIGITS else 1
         cells.append("n/a" if m is None else f"{m:.{digits}f} {pm} {s:.{digits}f}")
     width = max(len(method), len("Method"))
-    col = max(14, *(len(c) for c in cells))
+    col = max(14, *(len(c) for c in cells), *(len(title) for _, title in columns))
     n = len(summary["cases"])
     lines = [
-        f"Results (%) on {n} case{'s' if n != 1 else ''} (Mean {pm} Standard deviation), protocol "
+        f"{TABLE_TITLES[table]} on {n} case{'s' if n != 1 else ''} (Mean {pm} Standard deviation), protocol "
         f"{summary['protocol']}",
-        "Method".ljust(width) + "".join(name.rjust(col + 2) for name in TABLE_COLUMNS),
+        "Method".ljust(width) + "".join(title.rjust(col + 2) for _, title in columns),
         method.ljust(width) + "".join(c.rjust(col + 2) for c in cells),
     ]
     counts = summary.get("n", {})
-    fewer = [f"{name} over {counts[name]}" for name in TABLE_COLUMNS if counts.get(name, n) != n]
+    fewer = [f"{name} over {counts[name]}" for name, _ in columns if counts.get(name, n) != n]
     if fewer:
         lines.append(f"Means over fewer cases (undefined values left out): {', '.join(fewer)} of {n}")
     return "\n".join(lines)
 
 
 def cases_csv(summary: dict) -> str:
-    """One row per case: the metrics, counts and BD per generation (columns BD_gen<g>)."""
+    """One row per case: every key of CaseMetrics and BD per generation (columns BD_gen<g>)."""
     generations = list(summary["mean"]["BD_by_generation"])
-    header = ["case", *METRIC_NAMES, *COUNT_NAMES, *(f"BD_gen{g}" for g in generations)]
+    header = ["case", *SCALAR_KEYS, *(f"BD_gen{g}" for g in generations)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for case, m in summary["cases"].items():
-        row = [case, *(m.get(k) for k in (*METRIC_NAMES, *COUNT_NAMES)),
+        row = [case, *(m.get(k) for k in SCALAR_KEYS),
                *(m["BD_by_generation"].get(g) for g in generations)]
         writer.writerow(["" if v is None else v for v in row])
     return out.getvalue()

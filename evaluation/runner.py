@@ -7,13 +7,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.binarize import airway_mask
-from nnunet_airway.evaluation.metrics import CaseScore, check_protocol, score_case
+from nnunet_airway.evaluation.metrics import CaseScore, Protocol, check_protocol, score_case
 from nnunet_airway.evaluation.reference import parse_reference
 from nnunet_airway.evaluation.report import summarise
 from nnunet_airway.image_io import check_same_grid, read_image
@@ -35,11 +36,11 @@ def _load(item: ArrayOrPath) -> tuple[np.ndarray, object | None, str]:
 
 def score_files_or_arrays(
     prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
-    protocol: str = "paper", connectivity: int = 6, keep_false_positives: bool = False, cl_dice: bool = True,
+    protocol: Protocol = "paper", connectivity: int = 6, keep_false_positives: bool = False, cl_dice: bool = True,
     threshold: float | None = None, binarize: bool = False,
 ) -> CaseScore:
     """Like :func:`evaluate_case`, returning the full :class:`CaseScore` (for pictures)."""
-    check_protocol(protocol)
+    protocol = check_protocol(protocol)
     pred, pred_geom, pred_name = _load(prediction)
     pred = airway_mask(pred, pred_name, "prediction", threshold, binarize)
     ref, ref_geom, ref_name = _load(reference)
@@ -70,7 +71,7 @@ def score_files_or_arrays(
 
 def evaluate_case(
     prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
-    protocol: str = "paper", connectivity: int = 6, cl_dice: bool = True, threshold: float | None = None,
+    protocol: Protocol = "paper", connectivity: int = 6, cl_dice: bool = True, threshold: float | None = None,
     binarize: bool = False,
 ) -> dict:
     """Airway tree metrics of one case.
@@ -82,10 +83,11 @@ def evaluate_case(
     protocol: "paper" (trachea excluded from BD, TD, TPR, FPR, precision) or "atm22" (nothing excluded).
     connectivity: 6 or 26 for the largest-component step.
     cl_dice: False skips the prediction's skeleton (faster); clDice is then None.
-    Returns the case's metrics dict (keys as in the summary JSON's cases; percentages, None if undefined).
+    Returns the case's metrics dict (``CaseMetrics.as_dict()``, keys as in the summary JSON's cases;
+    percentages, None if undefined).
     """
     return score_files_or_arrays(prediction, reference, spacing, protocol, connectivity, cl_dice=cl_dice,
-                                 threshold=threshold, binarize=binarize).metrics
+                                 threshold=threshold, binarize=binarize).metrics.as_dict()
 
 
 def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
@@ -105,20 +107,33 @@ def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple
     return sorted(preds & refs), sorted(refs - preds), sorted(preds - refs)
 
 
-def _score_one(task: tuple) -> tuple[str, dict]:
-    case, pred_path, ref_path, protocol, connectivity, render_dir, cl_dice, threshold, binarize = task
-    score = score_files_or_arrays(pred_path, ref_path, None, protocol, connectivity,
-                                  keep_false_positives=render_dir is not None, cl_dice=cl_dice,
-                                  threshold=threshold, binarize=binarize)
-    if render_dir is not None:
+class CaseTask(NamedTuple):
+    """One case of :func:`evaluate_folder`, as sent to a worker process."""
+
+    case: str
+    pred_path: Path
+    ref_path: Path
+    protocol: Protocol
+    connectivity: int
+    render_dir: str | None
+    cl_dice: bool
+    threshold: float | None
+    binarize: bool
+
+
+def _score_one(task: CaseTask) -> tuple[str, dict]:
+    score = score_files_or_arrays(task.pred_path, task.ref_path, None, task.protocol, task.connectivity,
+                                  keep_false_positives=task.render_dir is not None, cl_dice=task.cl_dice,
+                                  threshold=task.threshold, binarize=task.binarize)
+    if task.render_dir is not None:
         from nnunet_airway.evaluation.render import render_case
 
-        render_case(score, Path(render_dir) / f"{case}.png", title=case)
-    return case, score.metrics
+        render_case(score, Path(task.render_dir) / f"{task.case}.png", title=task.case)
+    return task.case, score.metrics.as_dict()
 
 
 def evaluate_folder(
-    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: str = "paper", connectivity: int = 6,
+    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: Protocol = "paper", connectivity: int = 6,
     num_processes: int = 1, allow_missing: bool = False, render_dir: str | os.PathLike | None = None,
     progress: bool = True, cl_dice: bool = True, threshold: float | None = None, binarize: bool = False,
     on_case: Callable[[dict], None] | None = None,
@@ -132,7 +147,7 @@ def evaluate_folder(
     ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
     per case. ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
     """
-    check_protocol(protocol)
+    protocol = check_protocol(protocol)
     if num_processes < 1:
         raise ValueError(f"num_processes must be >= 1, got {num_processes}")
     paired, missing, extra = pair_cases(pred_dir, ref_dir)
@@ -148,8 +163,8 @@ def evaluate_folder(
     if not paired:
         raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
     tasks = [
-        (case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
-         connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize)
+        CaseTask(case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
+                 connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize)
         for case in paired
     ]
     results: dict[str, dict] = {}
