@@ -74,8 +74,11 @@ def _block_projections(a: Tensor, d: Tensor, h: Tensor, w: Tensor) -> tuple[Tens
     over depth with weights ``d`` (n, C, H, W), in A's dtype (weighted averages cannot overflow it)."""
     n, channels, depth, height, width = a.shape
     over_w = torch.matmul(a, w.to(a.dtype))
-    over_h = torch.matmul(h.to(a.dtype).view(1, height), a.reshape(-1, height, width))
-    over_d = torch.matmul(d.to(a.dtype).view(1, depth), a.reshape(n * channels, depth, height * width))
+    # bmm with the weights as stride-0 row vectors: torch.matmul((1, K), (B, K, M)) copies a transposed A first
+    rows = a.reshape(-1, height, width)
+    over_h = torch.bmm(h.to(a.dtype).view(1, 1, height).expand(rows.shape[0], 1, height), rows)
+    planes = a.reshape(n * channels, depth, height * width)
+    over_d = torch.bmm(d.to(a.dtype).view(1, 1, depth).expand(planes.shape[0], 1, depth), planes)
     return over_w, over_h.view(n, channels, depth, width), over_d.view(n, channels, height, width)
 
 
