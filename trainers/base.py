@@ -2,15 +2,13 @@
 
 Overrides the fewest nnUNetTrainer methods: the network (FRADUNet from the plans), the loss (Dice + focal
 + weighted attention distillation, the decoder features fetched from the network after each forward pass),
-the deep-supervision scales of a five-scale network, the default of torch.compile, and the end of an epoch
-(which also writes ``progress.json``, see trainers/progress.py). Data pipeline,
-optimiser, schedule, checkpoints, validation and prediction are nnU-Net's; nnU-Net's own
+the deep-supervision scales of a five-scale network, and the end of an epoch (which also writes
+``progress.json``, see trainers/progress.py). Data pipeline, optimiser, schedule, torch.compile,
+checkpoints, validation and prediction are nnU-Net's; nnU-Net's own
 set_deep_supervision_enabled works because FRADUNet keeps the flag on ``decoder.deep_supervision``.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import torch
@@ -51,9 +49,8 @@ class AirwayTrainerBase(nnUNetTrainer):
         distillation_weight: weight of the attention-distillation term (0 switches it off; paper: 0.1);
         distillation_reduction: "sum" (paper) or "mean" (the released code), see attention_distillation_loss;
         deep_supervision: nnU-Net-style deep supervision (off in the paper).
-    torch.compile is off unless ``nnUNet_compile`` is set to true explicitly (not yet verified on a GPU for
-    FRADUNet's decoder-feature capture). Mixed precision on CUDA is nnU-Net's; the distillation term is
-    computed in float32.
+    torch.compile follows nnU-Net (on for CUDA unless ``nnUNet_compile=f``, off on CPU); mixed precision on CUDA
+    is nnU-Net's; gates, attention maps and losses are computed in float32 (docs/gpu.md).
     """
 
     recalibration: str | None = "fr"
@@ -103,11 +100,6 @@ class AirwayTrainerBase(nnUNetTrainer):
         return SegmentationWithDistillation(segmentation, self.distillation_weight,
                                             decoder_features=lambda: unwrapped(self.network).pop_decoder_features(),
                                             distillation_reduction=self.distillation_reduction)
-
-    def _do_i_compile(self) -> bool:
-        if os.environ.get("nnUNet_compile", "").lower() not in ("true", "1", "t"):
-            return False
-        return super()._do_i_compile()
 
     def on_epoch_end(self) -> None:
         super().on_epoch_end()

@@ -69,14 +69,22 @@ def _blocks(shape: torch.Size) -> list[Block]:
     return [(slice(s, s + 1), slice(z, min(z + step, depth))) for s in range(n) for z in range(0, depth, step)]
 
 
-def _block_projections(a: Tensor, d: Tensor, h: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Weighted sums of a block A (n, C, d, H, W) over one axis: over W (n, C, d, H), over H (n, C, d, W) and
-    over depth with weights ``d`` (n, C, H, W), in A's dtype (weighted averages cannot overflow it)."""
+def _block_projections(a: Tensor, d: Tensor, h: Tensor, w: Tensor,
+                        over_height: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Weighted sums of a block A (n, C, d, H, W) over one axis: over W (n, C, d, H), over H (n, C, d, W; None
+    unless ``over_height``) and over depth with weights ``d`` (n, C, H, W), in A's dtype (weighted averages
+    cannot overflow it)."""
     n, channels, depth, height, width = a.shape
     over_w = torch.matmul(a, w.to(a.dtype))
-    over_h = torch.matmul(h.to(a.dtype).view(1, height), a.reshape(-1, height, width))
-    over_d = torch.matmul(d.to(a.dtype).view(1, depth), a.reshape(n * channels, depth, height * width))
-    return over_w, over_h.view(n, channels, depth, width), over_d.view(n, channels, height, width)
+    # bmm with the weights as stride-0 row vectors: torch.matmul((1, K), (B, K, M)) copies a transposed A first
+    over_h = None
+    if over_height:
+        rows = a.reshape(-1, height, width)
+        over_h = torch.bmm(h.to(a.dtype).view(1, 1, height).expand(rows.shape[0], 1, height), rows)
+        over_h = over_h.view(n, channels, depth, width)
+    planes = a.reshape(n * channels, depth, height * width)
+    over_d = torch.bmm(d.to(a.dtype).view(1, 1, depth).expand(planes.shape[0], 1, depth), planes)
+    return over_w, over_h, over_d.view(n, channels, height, width)
 
 
 def _activate_into(source: Tensor, negative_slope: float | None, target: Tensor) -> Tensor:
@@ -124,8 +132,53 @@ class _Gate:
 
     def gate(self, hidden: Tensor) -> Tensor:
         """(n, C, voxels of the block)."""
-        flat = self.gate_scratch.take(hidden.shape[0], self.k2.shape[0], hidden.shape[2])
-        return torch.matmul(self.k2, hidden, out=flat).add_(self.b2[:, None]).sigmoid_()
+        n, c = hidden.shape[0], self.k2.shape[0]
+        flat = self.gate_scratch.take(n, c, hidden.shape[2])
+        # the bias enters as baddbmm's (broadcast) input: one pass over the gate less than matmul + add_
+        k2 = self.k2.expand(n, *self.k2.shape)
+        return torch.baddbmm(self.b2[None, :, None], k2, hidden, out=flat).sigmoid_()
+
+
+def _recalibrate(y: Tensor, d: Tensor, h: Tensor, w: Tensor, k1: Tensor, b1: Tensor, k2: Tensor, b2: Tensor,
+                 negative_slope: float | None, for_backward: bool) -> tuple[Tensor, tuple | None]:
+    """act(y) * gate (see _SpatialRecalibrationFunction) and, when ``for_backward``, the tensors its backward needs
+    (without: no height projection, which only the backward uses)."""
+    n, c, depth, height, width = y.shape
+    dt = _compute_dtype(y.dtype)
+    blocks = _blocks(y.shape)
+    out = torch.empty_like(y, memory_format=torch.contiguous_format)
+    # pass 1: A = act(y), written into `out` as scratch, and its projections P_w, P_h (for backward only), P_d
+    if len(blocks) == 1:
+        a = _activate_into(y, negative_slope, out)
+        p_w, p_h, p_d = (p if p is None else p.to(dt) for p in _block_projections(a, d, h, w, for_backward))
+    else:
+        p_w = y.new_empty((n, c, depth, height), dtype=dt)
+        p_h = y.new_empty((n, c, depth, width), dtype=dt) if for_backward else None
+        p_d = y.new_zeros((n, c, height, width), dtype=dt)
+        for samples, depths in blocks:
+            a = _activate_into(y[samples, :, depths], negative_slope, out[samples, :, depths])
+            over_w, over_h, over_d = _block_projections(a, d[depths], h, w, for_backward)
+            p_w[samples, :, depths] = over_w
+            if p_h is not None:
+                p_h[samples, :, depths] = over_h
+            p_d[samples] += over_d
+    d_, h_, w_, k1_, b1_, k2_, b2_ = (t.to(dt) for t in (d, h, w, k1, b1, k2, b2))
+    z_d = torch.matmul(p_w, h_)  # (N, C, D)
+    z_h = torch.matmul(d_, p_w)  # (N, C, H)
+    z_w = torch.matmul(h_, p_d)  # (N, C, W)
+    a_d = torch.matmul(k1_, z_d).add_(b1_[:, None])  # (N, C/r, D), carries b1
+    a_h = torch.matmul(k1_, z_h)
+    a_w = torch.matmul(k1_, z_w)
+    # pass 2: out = A * gate
+    gates = _Gate(y, blocks, a_d, a_h, a_w, k2_, b2_)
+    for samples, depths in blocks:
+        target = out[samples, :, depths]
+        a = target if negative_slope is not None else y[samples, :, depths]
+        gate = gates.gate(gates.hidden(samples, depths))
+        torch.mul(a, gate.view(target.shape), out=target)
+    if not for_backward:
+        return out, None
+    return out, (out, p_w, p_h, p_d, z_d, z_h, z_w, a_d, a_h, a_w, d_, h_, w_, k1_, k2_, b2_)
 
 
 class _SpatialRecalibrationFunction(torch.autograd.Function):
@@ -141,41 +194,10 @@ class _SpatialRecalibrationFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, d, h, w, k1, b1, k2, b2, negative_slope):  # type: ignore[override]
-        n, c, depth, height, width = y.shape
-        dt = _compute_dtype(y.dtype)
-        blocks = _blocks(y.shape)
-        out = torch.empty_like(y, memory_format=torch.contiguous_format)
-        # pass 1: A = act(y), written into `out` as scratch, and its projections P_w, P_h, P_d
-        if len(blocks) == 1:
-            a = _activate_into(y, negative_slope, out)
-            p_w, p_h, p_d = (p.to(dt) for p in _block_projections(a, d, h, w))
-        else:
-            p_w = y.new_empty((n, c, depth, height), dtype=dt)
-            p_h = y.new_empty((n, c, depth, width), dtype=dt)
-            p_d = y.new_zeros((n, c, height, width), dtype=dt)
-            for samples, depths in blocks:
-                a = _activate_into(y[samples, :, depths], negative_slope, out[samples, :, depths])
-                over_w, over_h, over_d = _block_projections(a, d[depths], h, w)
-                p_w[samples, :, depths] = over_w
-                p_h[samples, :, depths] = over_h
-                p_d[samples] += over_d
-        d_, h_, w_, k1_, b1_, k2_, b2_ = (t.to(dt) for t in (d, h, w, k1, b1, k2, b2))
-        z_d = torch.matmul(p_w, h_)  # (N, C, D)
-        z_h = torch.matmul(d_, p_w)  # (N, C, H)
-        z_w = torch.matmul(d_, p_h)  # (N, C, W)
-        a_d = torch.matmul(k1_, z_d).add_(b1_[:, None])  # (N, C/r, D), carries b1
-        a_h = torch.matmul(k1_, z_h)
-        a_w = torch.matmul(k1_, z_w)
-        # pass 2: out = A * gate
-        gates = _Gate(y, blocks, a_d, a_h, a_w, k2_, b2_)
-        for samples, depths in blocks:
-            target = out[samples, :, depths]
-            a = target if negative_slope is not None else y[samples, :, depths]
-            gate = gates.gate(gates.hidden(samples, depths))
-            torch.mul(a, gate.view(target.shape), out=target)
+        out, saved = _recalibrate(y, d, h, w, k1, b1, k2, b2, negative_slope, for_backward=True)
         ctx.negative_slope = negative_slope
         ctx.input_dtypes = [t.dtype for t in (y, d, h, w, k1, b1, k2, b2)]
-        ctx.save_for_backward(out, p_w, p_h, p_d, z_d, z_h, z_w, a_d, a_h, a_w, d_, h_, w_, k1_, k2_, b2_)
+        ctx.save_for_backward(*saved)
         return out
 
     @staticmethod
@@ -270,7 +292,10 @@ def spatial_recalibration(
     d, h, w = axis_weights
     with torch.autocast(x.device.type, enabled=False):
         if memory_efficient:
-            return _SpatialRecalibrationFunction.apply(x, d, h, w, k1, b1, k2, b2, negative_slope)
+            tensors = (x, d, h, w, k1, b1, k2, b2)
+            if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+                return _SpatialRecalibrationFunction.apply(*tensors, negative_slope)
+            return _recalibrate(*tensors, negative_slope, for_backward=False)[0]  # inference: nothing kept
         a = _activate(x, negative_slope)
         dt = _compute_dtype(a.dtype)
         out = _direct_spatial_recalibration(a.to(dt), *(t.to(dt) for t in (d, h, w, k1, b1, k2, b2)))

@@ -91,10 +91,14 @@ def test_adam_variant_uses_the_papers_optimiser(phantom_dataset, fresh_results) 
         assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
 
 
-def test_compile_is_off_unless_asked_for(phantom_dataset, fresh_results, monkeypatch) -> None:
+def test_compile_follows_nnunets_default(phantom_dataset, fresh_results, monkeypatch) -> None:
+    """On for CUDA unless nnUNet_compile=f, off on CPU (nnUNetTrainer._do_i_compile, not overridden)."""
     trainer = make_trainer("nnUNetTrainerAirwayFRAD", phantom_dataset)
     monkeypatch.delenv("nnUNet_compile", raising=False)
-    trainer.device = torch.device("cuda")  # where nnU-Net itself would compile by default
+    trainer.device = torch.device("cuda")
+    assert trainer._do_i_compile() is True
+    monkeypatch.setenv("nnUNet_compile", "f")
     assert trainer._do_i_compile() is False
     monkeypatch.setenv("nnUNet_compile", "t")
-    assert trainer._do_i_compile() is True
+    trainer.device = torch.device("cpu")
+    assert trainer._do_i_compile() is False

@@ -1,0 +1,33 @@
+"""benchmarks/gpu_suite.py --dry-run: every phase of the GPU suite runs on CPU at tiny sizes and reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dry_run_runs_every_phase_and_writes_the_report(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--dry-run",
+                             "--budget-s", "400", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    report_path = tmp_path / "gpu_suite_dry-run.json"
+    assert report_path.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    failed = [r for r in report["runs"] if not r["ok"]] + [s for s in report["train"]["steps"] if not s["ok"]]
+    assert result.returncode == 0 and report["ok"], json.dumps(failed, indent=1)[-4000:] + str(report["tests"])
+    steps = {(r["patch"], r["mode"], r["trainer"]) for r in report["steps"]}
+    assert len(steps) == 5 + 2  # eager: plain + four airway trainers; compiled: plain and FR+AD
+    assert all(r["ms_per_step_x_plain"] > 0 for r in report["steps"])
+    assert {r["trainer"] for r in report["predictions"]} == {"nnUNetTrainer", "nnUNetTrainerAirwayBaseline",
+                                                             "nnUNetTrainerAirwayFRAD"}
+    assert all(r["finite"] for r in report["predictions"])
+    assert report["train"]["steps"][-1]["written"] == ["phantom_100.nii.gz"]
+    assert (tmp_path / "gpu_suite_dry-run.md").read_text().startswith("# GPU suite (dry run")

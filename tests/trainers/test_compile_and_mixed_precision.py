@@ -1,0 +1,101 @@
+"""The trainers' training step under torch.compile (Inductor, CPU) and under bfloat16 autocast (CPU).
+
+nnU-Net compiles the network on CUDA by default and trains it under float16 autocast; neither runs here, so
+these tests run the same code on CPU: Inductor's C++ backend and bfloat16 autocast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nnunet_airway.trainers.base import unwrapped
+from nnunet_airway.trainers.standalone import build_trainer, plans_for, set_seed, synthetic_batch
+from nnunet_airway.trainers.variants import (
+    nnUNetTrainerAirwayAD,
+    nnUNetTrainerAirwayBaseline,
+    nnUNetTrainerAirwayCSE,
+    nnUNetTrainerAirwayFR,
+    nnUNetTrainerAirwayFRAD,
+    nnUNetTrainerAirwayFRAD_Adam,
+    nnUNetTrainerAirwayFRAD_DS,
+    nnUNetTrainerAirwayPE,
+)
+
+pytestmark = pytest.mark.slow
+
+PATCH = (16, 32, 32)
+FEATURES = (2, 4, 4, 4, 4)
+STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
+VARIANTS = [nnUNetTrainerAirwayBaseline, nnUNetTrainerAirwayCSE, nnUNetTrainerAirwayPE, nnUNetTrainerAirwayFR,
+            nnUNetTrainerAirwayAD, nnUNetTrainerAirwayFRAD, nnUNetTrainerAirwayFRAD_DS, nnUNetTrainerAirwayFRAD_Adam]
+# FRAD_DS runs every code path of Baseline, FR, AD and FRAD (FR's autograd Function, distillation, deep
+# supervision); PE goes through the same Function. Inductor on 2 CPU cores takes minutes per network (over 7
+# minutes for FRAD_DS, PE and cSE together), so the test compiles FRAD_DS alone.
+COMPILED = [nnUNetTrainerAirwayFRAD_DS]
+
+
+@pytest.fixture()
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    return tmp_path
+
+
+def make(trainer_class, seed: int = 0):
+    set_seed(seed)
+    trainer = build_trainer(trainer_class, plans_for(PATCH, FEATURES, STRIDES), torch.device("cpu"))
+    return trainer, synthetic_batch(trainer, torch.Generator().manual_seed(seed))
+
+
+def test_inductor_gives_the_eager_loss_and_gradients(results) -> None:
+    """Network and loss compiled together (a list of trainers, should more be worth the minutes); the network
+    traces without a graph break (nnU-Net's DeepSupervisionWrapper breaks the loss's graph on its numpy weights,
+    which is why nnU-Net compiles only its Dice term)."""
+    trainers, batches = zip(*(make(cls, seed) for seed, cls in enumerate(COMPILED)), strict=True)
+    networks = [unwrapped(t.network) for t in trainers]
+
+    def losses(data: list[torch.Tensor], targets: list) -> list[torch.Tensor]:
+        return [t.loss(network(x), y) for t, network, x, y in zip(trainers, networks, data, targets, strict=True)]
+
+    def gradients(function) -> tuple[list[float], list[list[torch.Tensor]]]:
+        for network in networks:
+            network.zero_grad(set_to_none=True)
+        values = function([b["data"] for b in batches], [b["target"] for b in batches])
+        torch.stack(values).sum().backward()
+        # None: unused by the loss (nnU-Net weights the coarsest deep-supervision output 0)
+        return [float(v) for v in values], [[None if p.grad is None else p.grad.clone() for p in n.parameters()]
+                                            for n in networks]
+
+    eager_losses, eager_grads = gradients(losses)
+    compiled_losses, compiled_grads = gradients(torch.compile(losses, backend="inductor"))
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-5, abs=1e-6)
+    for network, batch in zip(networks, batches, strict=True):
+        explanation = torch._dynamo.explain(network)(batch["data"])
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+    for cls, eager, compiled in zip(COMPILED, eager_grads, compiled_grads, strict=True):
+        assert len(eager) == len(compiled)
+        for index, (want, got) in enumerate(zip(eager, compiled, strict=True)):
+            if want is None or got is None:  # unused: eager leaves None where Inductor may write zeros
+                present = got if want is None else want
+                assert present is None or not present.any(), f"{cls.__name__} parameter {index}: unused in one mode"
+                continue
+            scale = float(want.abs().max())
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1e-3),
+                                       msg=lambda m, c=cls, i=index: f"{c.__name__} parameter {i}: {m}")
+
+
+@pytest.mark.parametrize("trainer_class", VARIANTS, ids=lambda c: c.__name__)
+def test_bfloat16_autocast_trainer_step(trainer_class, results) -> None:
+    """nnU-Net's own train_step under CPU bfloat16 autocast, on activations far above float16's range."""
+    trainer, batch = make(trainer_class)
+    batch["data"] = 300 * batch["data"]
+    network = unwrapped(trainer.network)
+    before = [p.detach().clone() for p in network.parameters()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = float(trainer.train_step(batch)["loss"])
+    assert math.isfinite(loss)
+    for new in network.parameters():
+        assert new.dtype == torch.float32 and torch.isfinite(new).all()
+    assert any(not torch.equal(old, new) for old, new in zip(before, network.parameters(), strict=True))
