@@ -30,7 +30,7 @@ from nnunet_airway.phantoms.tree import Branch, LabelRule, grow_airway_tree, mar
 
 DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
 MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: crops, scanner models (whole-chest ideal cases unchanged from 1)
 LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
 DEFAULT_CROP_SPACING: tuple[float, float, float] = (0.7, 0.7, 0.7)  # mm, crops without an explicit spacing
 CROP_LABEL_RULE = (
@@ -212,7 +212,7 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
     chest_grid = Grid(chest_shape, chest_geometry)
     half_voxel = np.asarray(spacing) / 2.0
     fov_low = np.asarray(chest_geometry.origin) - half_voxel
-    fov_high = fov_low + np.asarray(chest_shape[::-1]) * np.asarray(spacing)
+    fov_high = np.asarray(chest_geometry.origin) + np.asarray(chest_shape[::-1]) * np.asarray(spacing) - half_voxel
     chest = make_chest(fov_low, fov_high, rng)
     label_min_radius = _label_min_radius(spacing)
     rule = LabelRule(spacing, label_min_radius)
