@@ -26,6 +26,12 @@ from nnunet_airway.phantoms.generate import generate_phantom
 BINS = np.arange(-1050, 301, 10)
 
 
+def _body(ct: np.ndarray) -> np.ndarray:
+    """Voxels inside the body outline, slice by slice (the airways open the lungs to the top face in 3-D)."""
+    tissue = ndimage.binary_opening(ct > -500, iterations=2)
+    return np.stack([ndimage.binary_fill_holes(plane) for plane in tissue])
+
+
 def _masks_of_real(label: np.ndarray, ct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(airway, lung) masks: CIP label maps carry both; for a binary label the lung is air-like body voxels."""
     if label.max() > 255:
@@ -33,8 +39,7 @@ def _masks_of_real(label: np.ndarray, ct: np.ndarray) -> tuple[np.ndarray, np.nd
         lung = ((label & 255) > 0) & ~airway
     else:
         airway = label > 0
-        body = ndimage.binary_fill_holes(ndimage.binary_opening(ct > -500, iterations=2))
-        lung = body & (ct < -500) & ~ndimage.binary_dilation(airway, iterations=2)
+        lung = _body(ct) & (ct < -500) & ~ndimage.binary_dilation(airway, iterations=2)
     return airway, lung
 
 
@@ -78,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         phantom = generate_phantom(args.seed, ct.shape, spacing, scanner=scanner)
         lungs = phantom.ct < -500
         lungs &= ~ndimage.binary_dilation(phantom.label.astype(bool), iterations=2)
-        body = ndimage.binary_fill_holes(ndimage.binary_opening(phantom.ct > -500, iterations=2))
-        sets[f"phantom, {scanner}"] = (phantom.ct, phantom.label.astype(bool), lungs & body, spacing)
+        sets[f"phantom, {scanner}"] = (phantom.ct, phantom.label.astype(bool), lungs & _body(phantom.ct), spacing)
     crop = generate_phantom(args.seed, (128, 160, 160), (0.7, 0.7, 0.7), crop="lobe")
     crop_lung = (crop.ct < -500) & ~ndimage.binary_dilation(crop.label.astype(bool), iterations=2)
     crop_set = (crop.ct, crop.label.astype(bool), crop_lung, (0.7, 0.7, 0.7))
