@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from nnunet_airway.phantoms.crop import CROPS
 from nnunet_airway.phantoms.generate import DEFAULT_SHAPE_ZYX, grid_problem, write_phantoms
 
 
@@ -50,6 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="voxel spacing in mm; default: derived from the shape so the grid covers an adult "
                              "chest (350 x 350 x 300 mm). A field of view smaller than that shrinks the chest "
                              "uniformly to fit")
+    parser.add_argument("--crop", choices=CROPS, default="chest",
+                        help="chest (default): the whole chest, scaled to fit the grid; lung or lobe: an adult chest "
+                             "(anatomy scale 1), rendered only in a box of --shape voxels at --spacing (default "
+                             "0.7 mm) around one lung's or lobe's airway subtree, whose root enters the box "
+                             "through a face (the sidecar's 'crop' says which branch and where)")
+    parser.add_argument("--scanner", choices=("ideal", "clinical"), default=None,
+                        help="ideal: lumen air -1000 HU, no blur, no table; clinical: per-case lumen, parenchyma "
+                             "(dense to emphysematous), wall, vessel, noise, blur and table values from ranges of "
+                             "real chest CT (docs/clinical-phantoms.md). Default: ideal for the whole chest, "
+                             "clinical for crops")
     parser.add_argument("--preview", action="store_true",
                         help="also write OUT/previews/<case>.png (coronal MinIP/MIP of CT and label)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT, replacing its files")
@@ -57,10 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = grid_problem(tuple(args.shape), args.spacing)
+    problem = grid_problem(tuple(args.shape), args.spacing, args.crop)
     if problem:
         args._parser.error(f"--shape/--spacing: {problem}")
-    cases = write_phantoms(args.out, args.n, seed=args.seed, shape_zyx=tuple(args.shape), spacing_xyz=args.spacing,
-                           preview=args.preview, overwrite=args.overwrite)
+    try:
+        cases = write_phantoms(args.out, args.n, seed=args.seed, shape_zyx=tuple(args.shape),
+                               spacing_xyz=args.spacing, preview=args.preview, overwrite=args.overwrite,
+                               crop=args.crop, scanner=args.scanner)
+    except ValueError as exc:  # a setting that no case can satisfy (e.g. a box too small for any subtree)
+        args._parser.error(f"--shape/--spacing/--crop: {exc}")
     print(f"wrote {len(cases)} phantom(s) to {args.out}: {', '.join(cases)}")
     return 0

@@ -10,6 +10,7 @@ size and adds air or body around it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -23,18 +24,27 @@ from tqdm import tqdm
 from nnunet_airway import image_io
 from nnunet_airway.phantoms.anatomy import ADULT_FOV_MM, Chest, make_chest
 from nnunet_airway.phantoms.case import Phantom
+from nnunet_airway.phantoms.crop import CROPS, Crop, choose_crop, entry_point
 from nnunet_airway.phantoms.preview import write_preview
 from nnunet_airway.phantoms.render import Grid, Intensities, lumen_is_connected, render, wall_intensity
+from nnunet_airway.phantoms.scanner import SCANNER_MODELS, clinical_intensities
 from nnunet_airway.phantoms.tree import Branch, LabelRule, grow_airway_tree, mark_labelled
 
 DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
 MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: crops, scanner models (whole-chest ideal cases unchanged from 1)
 LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
 SPACING_RANGE_MM = (0.01, 100.0)  # a spacing outside this is a typo, not a CT
 # peak memory of one phantom per voxel: measured 28-30 bytes (float32 work arrays, CT and label, the copies
 # made for writing) on a 2-core Linux machine; the estimate keeps a margin
 BYTES_PER_VOXEL = 40
+DEFAULT_CROP_SPACING: tuple[float, float, float] = (0.7, 0.7, 0.7)  # mm, crops without an explicit spacing
+CROP_LABEL_RULE = (
+    "the root (the branch entering the box) and its descendants are the only airways drawn; the label holds "
+    "those the whole-chest rule admits (lumen radius >= label_min_radius_mm, long enough for a skeleton, drawn "
+    "6-connected, siblings together, parent labelled), judged on the whole-chest grid of the same spacing; "
+    "every labelled one lies inside the box, the root is cut by its face"
+)
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -77,8 +87,10 @@ def machine_memory() -> int | None:
         return None
 
 
-def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) -> str | None:
+def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None, crop: str = "chest") -> str | None:
     """Why a phantom cannot be made on this grid (a sentence saying what to change), or None."""
+    if crop not in CROPS:
+        return f"crop must be one of {CROPS}, got {crop!r}"
     if len(shape_zyx) != 3 or any(int(n) != n for n in shape_zyx):
         return f"shape must be three whole numbers Z Y X, got {tuple(shape_zyx)}"
     if any(n < MIN_SHAPE for n in shape_zyx):
@@ -94,9 +106,11 @@ def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) 
     if available is not None and needed > available:
         return (f"a phantom of shape {tuple(shape_zyx)} needs about {needed / 2**30:.1f} GiB of memory, more than "
                 f"this machine's {available / 2**30:.1f} GiB; give a smaller shape")
-    spacing = derived_spacing(shape_zyx) if spacing_xyz is None else tuple(spacing_xyz)
+    spacing = _spacing(shape_zyx, spacing_xyz, crop)
+    if crop != "chest" and max(spacing) > 1.5:
+        return f"a {crop} crop is meant for clinical spacings (0.5-1.0 mm); got {tuple(spacing)} mm"
     # the left main bronchus is the thinnest labelled branch a phantom must show (lumen >= 0.7 * 7.6 mm)
-    scale = _anatomy_scale(shape_zyx, spacing)
+    scale = _anatomy_scale(shape_zyx, spacing) if crop == "chest" else 1.0
     thinnest = 0.7 * 7.6 * scale
     if _label_min_radius(spacing) > thinnest:
         return (
@@ -104,6 +118,18 @@ def grid_problem(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None) 
             f"show the main bronchi in the label; give more voxels per axis (e.g. 64 96 96 or more)"
         )
     return None
+
+
+def _spacing(shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None, crop: str) -> tuple:
+    """The spacing (x, y, z) mm a phantom uses: the given one, else derived (whole chest) or the crop default."""
+    if spacing_xyz is not None:
+        return tuple(_f32(s) for s in spacing_xyz)
+    return derived_spacing(shape_zyx) if crop == "chest" else DEFAULT_CROP_SPACING
+
+
+def chest_grid_shape(spacing_xyz: Sequence[float]) -> tuple[int, int, int]:
+    """(Z, Y, X) voxels of the virtual grid that covers an adult chest at ``spacing_xyz`` (crops lie on it)."""
+    return tuple(int(np.ceil(f / s)) for f, s in zip(ADULT_FOV_MM[::-1], tuple(spacing_xyz)[::-1], strict=True))
 
 
 def _origin(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], rng: np.random.Generator) -> tuple:
@@ -171,51 +197,86 @@ def _anatomy_record(chest: Chest) -> dict[str, Any]:
     }
 
 
+def _crop_record(crop: Crop, branches: list[Branch], chest_shape: Sequence[int], entry: np.ndarray) -> dict[str, Any]:
+    root = branches[crop.root]
+    return {
+        "kind": crop.kind, "root": crop.root, "root_generation": root.generation, "root_parent": root.parent,
+        "root_radius_mm": round(root.radius, 4), "root_entry_mm": _round(entry),
+        "box_low_mm": _round(crop.low_mm), "box_high_mm": _round(crop.high_mm),
+        "box_offset_zyx": list(crop.offset_zyx), "chest_grid_shape_zyx": list(chest_shape),
+        "generations": "absolute: trachea = 0; the root's generation is root_generation",
+        "label_rule": CROP_LABEL_RULE,
+    }
+
+
 def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
-                     spacing_xyz: Sequence[float] | None = None, case: str | None = None) -> Phantom:
+                     spacing_xyz: Sequence[float] | None = None, case: str | None = None,
+                     crop: str = "chest", scanner: str | None = None) -> Phantom:
     """Make one phantom, deterministically from ``seed`` (an int >= 0).
 
-    ``shape_zyx`` in voxels; ``spacing_xyz`` in mm (None: derived so the grid covers an adult chest).
-    Raises ValueError when the grid cannot show at least the trachea and main bronchi.
+    ``shape_zyx`` in voxels; ``spacing_xyz`` in mm (None: derived so the grid covers an adult chest, or
+    ``DEFAULT_CROP_SPACING`` for crops). ``crop``: "chest" (the whole chest, scaled down to fit the grid),
+    "lung" or "lobe" (an adult chest, only the box around one lung's or lobe's airway subtree; see
+    ``nnunet_airway.phantoms.crop``). ``scanner``: "ideal" (lumen air -1000 HU, no blur, no table) or
+    "clinical" (per-case values, blur and table from ``nnunet_airway.phantoms.scanner.CLINICAL_RANGES``);
+    None: "ideal" for the whole chest, "clinical" for crops. Raises ValueError when the grid cannot show the
+    airways asked for.
     """
+    scanner = ("ideal" if crop == "chest" else "clinical") if scanner is None else scanner
+    if scanner not in SCANNER_MODELS:
+        raise ValueError(f"scanner must be one of {SCANNER_MODELS}, got {scanner!r}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     shape_zyx = tuple(int(n) for n in shape_zyx)
-    problem = grid_problem(shape_zyx, spacing_xyz)
+    problem = grid_problem(shape_zyx, spacing_xyz, crop)
     if problem:
         raise ValueError(problem)
-    spacing = derived_spacing(shape_zyx) if spacing_xyz is None else tuple(_f32(s) for s in spacing_xyz)
+    spacing = _spacing(shape_zyx, spacing_xyz, crop)
     rng = np.random.default_rng(int(seed))
-    geometry = image_io.Geometry(spacing, _origin(shape_zyx, spacing, rng))
-    grid = Grid(shape_zyx, geometry)
+    # the tree grows on the grid of the whole chest; a crop is a box of that grid
+    chest_shape = shape_zyx if crop == "chest" else chest_grid_shape(spacing)
+    chest_geometry = image_io.Geometry(spacing, _origin(chest_shape, spacing, rng))
+    chest_grid = Grid(chest_shape, chest_geometry)
     half_voxel = np.asarray(spacing) / 2.0
-    fov_low = np.asarray(geometry.origin) - half_voxel
-    fov_high = np.asarray(geometry.origin) + np.asarray(shape_zyx[::-1]) * np.asarray(spacing) - half_voxel
+    fov_low = np.asarray(chest_geometry.origin) - half_voxel
+    fov_high = np.asarray(chest_geometry.origin) + np.asarray(chest_shape[::-1]) * np.asarray(spacing) - half_voxel
     chest = make_chest(fov_low, fov_high, rng)
     label_min_radius = _label_min_radius(spacing)
     rule = LabelRule(spacing, label_min_radius)
     branches = grow_airway_tree(chest, rng, clearance=float(max(spacing)), rule=rule)
-    mark_labelled(branches, rule, drawn_connected=functools.partial(lumen_is_connected, grid))
+    mark_labelled(branches, rule, drawn_connected=functools.partial(lumen_is_connected, chest_grid))
     vessels = _vessels(branches, rng, chest.scale)
-    hu = _intensities(rng)
-    ct, label = render(grid, chest, branches, vessels, hu, rng)
+    hu = _intensities(rng) if scanner == "ideal" else clinical_intensities(rng)
+    drawn, crop_box = branches, None
+    geometry, grid = chest_geometry, chest_grid
+    if crop != "chest":
+        crop_box = choose_crop(branches, crop, shape_zyx, spacing, chest_geometry.origin, rule.min_steps)
+        root = branches[crop_box.root]
+        entry = entry_point(root, np.asarray(crop_box.low_mm), np.asarray(crop_box.high_mm), float(max(spacing)))
+        drawn = [dataclasses.replace(root, start=entry)] + [branches[i] for i in crop_box.subtree[1:]]
+        origin = np.asarray(chest_geometry.origin) + np.asarray(crop_box.offset_zyx[::-1]) * np.asarray(spacing)
+        geometry = image_io.Geometry(spacing, tuple(_f32(o) for o in origin))
+        grid = Grid(shape_zyx, geometry)
+    ct, label = render(grid, chest, drawn, vessels, hu, rng, largest_radius=branches[0].radius)
 
-    labelled = [b for b in branches if b.labelled]
+    labelled = [b for b in drawn if b.labelled]
     truth = {
         "case": case, "seed": int(seed), "generator_version": GENERATOR_VERSION,
         "shape_zyx": list(shape_zyx), "spacing_xyz": list(geometry.spacing), "origin_xyz": list(geometry.origin),
         "direction": list(geometry.direction),
         "coordinates": "physical ITK/LPS mm (x, y, z): +x patient left, +y posterior, +z superior; "
                        "point = origin + spacing * (i, j, k) for array index [k, j, i]",
-        "fov_mm": _round(fov_high - fov_low), "anatomy_scale": round(chest.scale, 4),
+        "fov_mm": _round(np.asarray(shape_zyx[::-1]) * np.asarray(spacing)), "anatomy_scale": round(chest.scale, 4),
+        "crop": None if crop_box is None else _crop_record(crop_box, branches, chest_shape, drawn[0].start),
         "label_min_radius_mm": round(label_min_radius, 4), "label_min_skeleton_steps": rule.min_steps,
         "anatomy": _anatomy_record(chest),
-        "branches": [_branch_record(b, wall_intensity(b.radius, branches[0].radius, hu)) for b in branches],
-        "n_branches": len(branches), "n_labelled_branches": len(labelled),
-        "max_generation": max(b.generation for b in branches),
+        "branches": [_branch_record(b, wall_intensity(b.radius, branches[0].radius, hu)) for b in drawn],
+        "n_branches": len(drawn), "n_labelled_branches": len(labelled),
+        "max_generation": max(b.generation for b in drawn),
         "max_labelled_generation": max((b.generation for b in labelled), default=-1),
         "n_vessels": int(len(vessels[2])),
-        "intensities_hu": {k: round(v, 2) for k, v in vars(hu).items()},
+        "scanner_model": scanner,
+        "intensities_hu": {k: None if v is None else round(v, 2) for k, v in vars(hu).items()},
         "label_voxels": int(label.sum()),
     }
     return Phantom(ct=ct, label=label, geometry=geometry, truth=truth)
@@ -223,22 +284,22 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
 
 def write_phantoms(out_dir: str | Path, n: int, seed: int = 0, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
                    spacing_xyz: Sequence[float] | None = None, preview: bool = False, overwrite: bool = False,
-                   case_prefix: str = "phantom") -> list[str]:
+                   case_prefix: str = "phantom", crop: str = "chest", scanner: str | None = None) -> list[str]:
     """Write ``n`` phantoms into ``out_dir`` and return their case names (``<case_prefix>_000``, ...).
 
     Files: ``images/<case>.nii.gz`` (CT, int16 HU), ``labels/<case>.nii.gz`` (uint8), ``truth/<case>.json``
     and with ``preview`` ``previews/<case>.png``. Case i uses the seed ``case_seed(seed, i)``. A non-empty
-    ``out_dir`` is refused (DataError) unless ``overwrite``.
+    ``out_dir`` is refused (DataError) unless ``overwrite``. ``crop`` and ``scanner`` as for ``generate_phantom``.
     """
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a whole number >= 1, got {n!r}")
-    problem = grid_problem(tuple(shape_zyx), spacing_xyz)
+    problem = grid_problem(tuple(shape_zyx), spacing_xyz, crop)
     if problem:
         raise ValueError(problem)
     created = not Path(out_dir).exists()
     out = image_io.prepare_output_dir(out_dir, overwrite)
     try:
-        return _write_cases(out, int(n), seed, shape_zyx, spacing_xyz, preview, case_prefix)
+        return _write_cases(out, int(n), seed, shape_zyx, spacing_xyz, preview, case_prefix, crop, scanner)
     except BaseException:
         if created and not any(p.is_file() for p in out.rglob("*")):  # a failed run leaves no empty --out
             shutil.rmtree(out, ignore_errors=True)
@@ -246,11 +307,11 @@ def write_phantoms(out_dir: str | Path, n: int, seed: int = 0, shape_zyx: Sequen
 
 
 def _write_cases(out: Path, n: int, seed: int, shape_zyx: Sequence[int], spacing_xyz: Sequence[float] | None,
-                 preview: bool, case_prefix: str) -> list[str]:
+                 preview: bool, case_prefix: str, crop: str, scanner: str | None) -> list[str]:
     cases = []
     for index in tqdm(range(n), desc="phantoms", unit="case"):
         case = f"{case_prefix}_{index:03d}"
-        phantom = generate_phantom(case_seed(seed, index), shape_zyx, spacing_xyz, case=case)
+        phantom = generate_phantom(case_seed(seed, index), shape_zyx, spacing_xyz, case=case, crop=crop, scanner=scanner)
         phantom.truth["base_seed"], phantom.truth["index"] = int(seed), index
         image_io.write_image(out / "images" / f"{case}.nii.gz", phantom.ct, phantom.geometry)
         image_io.write_image(out / "labels" / f"{case}.nii.gz", phantom.label, phantom.geometry)

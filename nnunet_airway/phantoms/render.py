@@ -6,7 +6,8 @@ Tubes thinner than a voxel also lose peak contrast in proportion to the share of
 so distal bronchioles fade the way they do in real CT. Layers are composed back to front: body, ribs
 and spine, lungs, vessels, airway walls, airway lumens. Walls and lumens of all branches are first
 combined with a maximum, so a child's wall never closes its parent's lumen at a junction.
-Each tube is evaluated only inside its own bounding box.
+Each tube is evaluated only inside its own bounding box. A scanner model may then blur the volume
+(Gaussian point-spread function) before the noise is added; see ``nnunet_airway.phantoms.scanner``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from nnunet_airway.phantoms.tree import Branch
 class Intensities:
     """Tissue intensities in HU for one phantom."""
 
-    air: float = -1000.0
+    air: float = -1000.0  # outside the body
+    lumen: float = -1000.0  # air inside the airways
     fat: float = -100.0
     muscle: float = 45.0
     bone: float = 450.0
@@ -37,6 +39,10 @@ class Intensities:
     wall_large: float = 80.0  # wall of the trachea
     wall_small: float = -100.0  # wall of the smallest bronchioles, before partial volume
     noise: float = 30.0  # standard deviation of the (slightly correlated) image noise
+    emphysema_share: float = 0.0  # share of the lungs' volume replaced by emphysematous patches
+    emphysema: float = -970.0  # HU of those patches
+    psf_fwhm_mm: float = 0.0  # scanner blur (Gaussian point-spread function, applied before noise); 0: none
+    table: float | None = None  # HU of the patient table under the back; None: no table
 
 
 class Grid:
@@ -189,6 +195,16 @@ def _add_ribs(volume: np.ndarray, grid: Grid, chest: Chest, hu: Intensities) -> 
     volume[:, iy, ix] = volume[:, iy, ix] * (1.0 - share) + hu.bone * share
 
 
+def _add_table(volume: np.ndarray, grid: Grid, chest: Chest, table_hu: float) -> None:
+    """The patient table: a slab 12 mm thick (scaled with the chest), 5 mm behind the back (+y), full width."""
+    back = chest.body_centre_xy[1] + chest.body_semi_axes[1]
+    top, thickness = back + 5.0 * chest.scale, 12.0 * chest.scale
+    y = grid.y[:, None]
+    share = inside_fraction(np.minimum(y - top, top + thickness - y), grid.voxel)  # (Y, 1)
+    if np.any(share > 0):
+        volume += ((np.float32(table_hu) - volume) * share[None]).astype(np.float32)
+
+
 def _add_lungs(volume: np.ndarray, grid: Grid, chest: Chest, hu: Intensities, rng: np.random.Generator) -> None:
     """Aerated lung with smooth texture and a gravity gradient (denser at the back, +y)."""
     low = np.array([min(lu.centre[i] - lu.semi_axes[i] for lu in chest.lungs) for i in range(3)]) - grid.voxel
@@ -201,6 +217,13 @@ def _add_lungs(volume: np.ndarray, grid: Grid, chest: Chest, hu: Intensities, rn
     back = np.clip((y - (chest.centre[1] - 60.0 * chest.scale)) / (150.0 * chest.scale), 0.0, 1.0)
     texture = _smooth_field(share.shape, grid.spacing[::-1], 7.0 * chest.scale, rng) * np.float32(hu.lung_texture)
     lung = np.float32(hu.lung) + np.float32(hu.lung_gravity) * back ** 2 + texture
+    if hu.emphysema_share > 0.0:
+        # patches where a second smooth field exceeds its (1 - share) quantile, with soft edges
+        field = _smooth_field(share.shape, grid.spacing[::-1], 12.0 * chest.scale, rng)
+        threshold = np.float32(np.quantile(field[share > 0.5], 1.0 - hu.emphysema_share)) if np.any(share > 0.5) \
+            else np.float32(np.inf)
+        patch = np.clip((field - threshold) / np.float32(0.3) + 0.5, 0.0, 1.0)
+        lung += (np.float32(hu.emphysema) - lung) * patch
     region = volume[box]
     volume[box] = region * (1.0 - share) + lung * share
 
@@ -222,11 +245,17 @@ def _max_into(target: np.ndarray, box, values: np.ndarray) -> np.ndarray:
 
 
 def render(grid: Grid, chest: Chest, branches: list[Branch], vessels: tuple[np.ndarray, np.ndarray, np.ndarray],
-           hu: Intensities, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """CT (int16 HU) and airway label (uint8) on ``grid``; ``vessels`` = (starts, ends, radii) in mm."""
+           hu: Intensities, rng: np.random.Generator, largest_radius: float | None = None,
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """CT (int16 HU) and airway label (uint8) on ``grid``; ``vessels`` = (starts, ends, radii) in mm.
+
+    ``largest_radius`` (mm): the trachea's lumen radius, which wall intensities are graded against
+    (default: the first branch's)."""
     volume = np.empty(grid.shape, np.float32)
     volume[...] = _body(grid, chest, hu)[None]
     _add_ribs(volume, grid, chest, hu)
+    if hu.table is not None:
+        _add_table(volume, grid, chest, hu.table)
     _add_lungs(volume, grid, chest, hu, rng)
 
     voxel = grid.voxel
@@ -242,7 +271,7 @@ def render(grid: Grid, chest: Chest, branches: list[Branch], vessels: tuple[np.n
     starts = np.array([b.start for b in branches])
     ends = np.array([b.end for b in branches])
     outer = np.array([b.outer_radius for b in branches])
-    largest = branches[0].radius  # the trachea
+    largest = branches[0].radius if largest_radius is None else float(largest_radius)
     for i, box, dist in iter_tube_distances(grid, starts, ends, outer + voxel):
         branch = branches[i]
         won = _max_into(wall_share, box, tube_fraction(dist, branch.outer_radius, voxel))
@@ -253,7 +282,10 @@ def render(grid: Grid, chest: Chest, branches: list[Branch], vessels: tuple[np.n
 
     volume += (hu.vessel - volume) * vessel_share
     volume += (wall_hu - volume) * wall_share
-    volume += (hu.air - volume) * lumen_share
+    volume += (hu.lumen - volume) * lumen_share
+    if hu.psf_fwhm_mm > 0.0:
+        sigma = hu.psf_fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / grid.spacing[::-1]
+        volume = ndimage.gaussian_filter(volume, sigma, mode="nearest", truncate=3.0)
     volume += _correlated_noise(grid.shape, hu.noise, rng)
     ct = np.clip(np.rint(volume), -1024, 3071).astype(np.int16)
     return ct, label

@@ -1,11 +1,15 @@
-"""Branch counts on phantoms from ``nnunet_airway.phantoms`` against their construction truth (sidecar)."""
+"""Branch counts on phantoms from ``nnunet_airway.phantoms`` (whole chests and crops) against their construction
+truth (sidecar), and the map from parsed branches to the sidecar's (absolute generations)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from nnunet_airway.evaluation import evaluate_case
-from nnunet_airway.phantoms import generate_phantom
+from nnunet_airway.evaluation.phantom_truth import bd_by_absolute_generation, match_truth_branches
+from nnunet_airway.evaluation.runner import score_files_or_arrays
+from nnunet_airway.phantoms import case_seed, generate_phantom
 
 pytestmark = pytest.mark.slow
 
@@ -31,3 +35,61 @@ def test_branch_count_matches_the_labelled_construction(phantoms: dict, seed: in
     phantom = phantoms[seed]
     metrics = evaluate_case(phantom.label, phantom.label, spacing=phantom.geometry.spacing_zyx, protocol="atm22")
     assert metrics["branches_reference"] == pytest.approx(phantom.truth["n_labelled_branches"], rel=0.02)
+
+
+# ---------------------------------------------------------------- crops: the root enters through the boundary
+
+CROP_SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="module")
+def crops() -> dict:
+    return {seed: generate_phantom(case_seed(0, seed), (128, 160, 160), (0.7, 0.7, 0.7), crop="lobe")
+            for seed in CROP_SEEDS}
+
+
+@pytest.mark.parametrize("seed", CROP_SEEDS)
+def test_crop_parses_to_the_labelled_count_from_the_entering_root(crops: dict, seed: int) -> None:
+    phantom = crops[seed]
+    truth = phantom.truth
+    score = score_files_or_arrays(phantom.label, phantom.label, spacing=phantom.geometry.spacing_zyx,
+                                  protocol="paper")
+    tree = score.reference.tree
+    assert len(tree.branches) == pytest.approx(truth["n_labelled_branches"], rel=0.05)
+    # the root is the branch entering the box; the paper protocol leaves it out as it leaves out a trachea
+    matched = match_truth_branches(score.reference, truth)
+    assert matched[0] == truth["crop"]["root"]
+    assert not score.branch_counted[0] and score.branch_counted[1:].all()
+    assert score.metrics["branches_reference"] == len(tree.branches) - 1
+    # BD_by_generation counts from the root; the helper reports absolute generations
+    assert min(int(g) for g in score.metrics["BD_by_generation"]) == 1
+    by_absolute = bd_by_absolute_generation(score, truth)
+    assert min(int(g) for g in by_absolute) == truth["crop"]["root_generation"] + 1
+    assert max(int(g) for g in by_absolute) >= 6
+    assert all(value == 100.0 for value in by_absolute.values())
+
+
+def test_match_and_absolute_bd_on_a_hand_made_tree() -> None:
+    # a straight root along x with two children; the label is drawn on a 1 mm grid from the sidecar's segments
+    truth = {
+        "origin_xyz": [0.0, 0.0, 0.0], "spacing_xyz": [1.0, 1.0, 1.0],
+        "branches": [
+            {"id": 7, "generation": 3, "labelled": True, "start_mm": [-5.0, 20.0, 10.0], "end_mm": [25.0, 20.0, 10.0]},
+            {"id": 8, "generation": 4, "labelled": True, "start_mm": [25.0, 20.0, 10.0], "end_mm": [45.0, 6.0, 10.0]},
+            {"id": 9, "generation": 4, "labelled": True, "start_mm": [25.0, 20.0, 10.0], "end_mm": [45.0, 34.0, 10.0]},
+        ],
+    }
+    z, y, x = np.mgrid[0:21, 0:41, 0:50].astype(float)
+    points = np.stack([x, y, z], axis=-1)
+    label = np.zeros(z.shape, bool)
+    for b in truth["branches"]:
+        a, e = np.asarray(b["start_mm"]), np.asarray(b["end_mm"])
+        t = np.clip(((points - a) @ (e - a)) / ((e - a) @ (e - a)), 0.0, 1.0)
+        label |= np.linalg.norm(points - a - t[..., None] * (e - a), axis=-1) <= 2.5
+    prediction = label.copy()
+    prediction[:, :20, 30:] = False  # the child towards low y is missed
+    score = score_files_or_arrays(prediction, label, spacing=(1.0, 1.0, 1.0), protocol="paper")
+    assert match_truth_branches(score.reference, truth) == [7, 8, 9] or \
+        sorted(match_truth_branches(score.reference, truth)) == [7, 8, 9]
+    assert match_truth_branches(score.reference, truth)[0] == 7
+    assert bd_by_absolute_generation(score, truth) == {"4": 50.0}

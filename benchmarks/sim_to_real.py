@@ -1,0 +1,149 @@
+"""Sim-to-real: train nnU-Net on phantoms only, predict a real chest CT, score it against its airway label.
+
+    python benchmarks/sim_to_real.py --image CT --label LABEL --workdir W [--device auto] [--budget-minutes 10]
+
+Runs the demo's experiment (``nnunet_airway.demo.pipeline.PhantomExperiment``) on whole-chest phantoms
+with the clinical scanner model, then ``nnUNetv2_predict`` on the real CT and ``nnunet-airway evaluate
+--protocol atm22`` against its label, and prints one line:
+
+    sim-to-real: TD <x> BD <x> precision <x> volume ratio <x>
+
+(volume ratio: all predicted voxels / reference voxels). LABEL may be binary or a CIP label map (airway =
+ChestType 2, ``(value >> 8) == 2``). Every stage resumes in W like the demo's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnunet_airway.demo.nnunet_runner import run_logged
+from nnunet_airway.demo.pipeline import (
+    CONFIGURATION,
+    FOLD,
+    PLANS,
+    TRAINER,
+    DemoSettings,
+    PhantomExperiment,
+    resolve_device,
+)
+from nnunet_airway.demo.stages import Stage
+from nnunet_airway.image_io import read_image, write_image, write_json
+
+CASE = "real"
+SIM_TO_REAL_DATASET_ID = 994
+
+
+def binary_airway(label: np.ndarray) -> np.ndarray:
+    """uint8 0/1 airway label from a binary label or a CIP label map (ChestType << 8 | ChestRegion)."""
+    if int(label.max()) > 255:
+        return ((label.astype(np.int64) >> 8) == 2).astype(np.uint8)
+    return (label > 0).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SimToRealSettings:
+    image: Path
+    label: Path
+    scanner: str = "clinical"
+
+
+class SimToRealExperiment(PhantomExperiment):
+    """The demo's stages on clinical-scanner phantoms, then predict and score one real CT."""
+
+    def __init__(self, workdir: Path, settings: DemoSettings, real: SimToRealSettings, device: str,
+                 budget: dict[str, str] | None = None, echo=print) -> None:
+        super().__init__(workdir, settings, device, (TRAINER,), budget, echo)
+        self.real = real
+
+    @property
+    def real_dir(self) -> Path:
+        return self.workdir / "real"
+
+    def make_phantoms(self) -> dict[str, Any]:
+        from nnunet_airway.phantoms.generate import write_phantoms
+
+        total = self.settings.cases + self.settings.test_cases
+        cases = write_phantoms(self.phantom_dir, total, seed=self.settings.seed, shape_zyx=self.settings.shape_zyx,
+                               preview=True, overwrite=True, scanner=self.real.scanner)
+        return {"cases": list(cases), "folder": str(self.phantom_dir), "scanner": self.real.scanner}
+
+    def import_real(self) -> dict[str, Any]:
+        ct, geometry = read_image(self.real.image)
+        label, label_geometry = read_image(self.real.label)
+        if label.shape != ct.shape:
+            raise ValueError(f"{self.real.label}: shape {label.shape} differs from the image's {ct.shape}")
+        write_image(self.real_dir / "images" / f"{CASE}_0000.nii.gz", ct.astype(np.int16), geometry)
+        write_image(self.real_dir / "labels" / f"{CASE}.nii.gz", binary_airway(label), label_geometry)
+        return {"shape_zyx": list(ct.shape), "spacing_xyz": list(geometry.spacing)}
+
+    def predict_real(self) -> dict[str, Any]:
+        out = self.real_dir / "prediction"
+        run_logged(["nnUNetv2_predict", "-i", str(self.real_dir / "images"), "-o", str(out),
+                    "-d", str(self.settings.dataset_id), "-c", CONFIGURATION, "-f", FOLD, "-tr", TRAINER,
+                    "-p", PLANS, "-device", self.device, "--disable_tta", "-npp", "1", "-nps", "1"],
+                   {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
+        return {"prediction": str(out / f"{CASE}.nii.gz")}
+
+    def evaluate_real(self) -> dict[str, Any]:
+        summary_path = self.real_dir / "evaluation.json"
+        subprocess.run(["nnunet-airway", "evaluate", "-p", str(self.real_dir / "prediction"),
+                        "-r", str(self.real_dir / "labels"), "-o", str(summary_path), "--protocol", "atm22",
+                        "--overwrite", "--no-progress"], check=True, env=self.env)
+        metrics = json.loads(summary_path.read_text())["cases"][CASE]
+        prediction, _ = read_image(self.real_dir / "prediction" / f"{CASE}.nii.gz")
+        reference, _ = read_image(self.real_dir / "labels" / f"{CASE}.nii.gz")
+        ratio = float(np.count_nonzero(prediction)) / max(int(np.count_nonzero(reference)), 1)
+        result = {"TD": metrics["TD"], "BD": metrics["BD"], "precision": metrics["precision"],
+                  "volume_ratio": ratio, "DSC": metrics["DSC"]}
+        write_json(self.real_dir / "sim_to_real.json", result)
+        return result
+
+    def stages(self) -> list[Stage]:
+        return super().stages() + [
+            Stage("import_real", f"the real CT {self.real.image} and its airway label", self.import_real),
+            Stage("predict_real", "nnUNetv2_predict on the real CT", self.predict_real),
+            Stage("evaluate_real", "nnunet-airway evaluate --protocol atm22 on the real CT", self.evaluate_real),
+        ]
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image", required=True, type=Path)
+    parser.add_argument("--label", required=True, type=Path)
+    parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--budget-minutes", type=float, default=10.0, help="training time (default 10)")
+    parser.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of a time budget")
+    parser.add_argument("--cases", type=int, default=8, help="training phantoms (default 8)")
+    parser.add_argument("--shape", type=int, nargs=3, default=[80, 112, 112], metavar=("Z", "Y", "X"))
+    parser.add_argument("--scanner", choices=("ideal", "clinical"), default="clinical")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    settings = DemoSettings(cases=args.cases, test_cases=1, budget_minutes=args.budget_minutes, seed=args.seed,
+                            shape_zyx=tuple(args.shape), dataset_id=SIM_TO_REAL_DATASET_ID,
+                            dataset_name="AirwaySimToReal")
+    budget = None if args.epochs is None else {"NNUNET_AIRWAY_EPOCHS": str(args.epochs)}
+    experiment = SimToRealExperiment(args.workdir.resolve(), settings,
+                                     SimToRealSettings(args.image.resolve(), args.label.resolve(), args.scanner),
+                                     resolve_device(args.device), budget)
+    experiment.run()
+    result = experiment.ledger.result("evaluate_real")
+    print(f"sim-to-real: TD {_number(result['TD'])} BD {_number(result['BD'])} "
+          f"precision {_number(result['precision'])} volume ratio {result['volume_ratio']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

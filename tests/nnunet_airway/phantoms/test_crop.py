@@ -1,0 +1,111 @@
+"""Crops at clinical resolution (``crop="lobe"``/``"lung"``): sidecar, geometry, label and the issue's targets."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from nnunet_airway.cli import main
+from nnunet_airway.image_io import read_image
+from nnunet_airway.phantoms import Phantom, case_seed, generate_phantom
+
+CROP_SHAPE, CROP_SPACING = (64, 96, 96), (0.9, 0.9, 0.9)
+
+
+@pytest.fixture(scope="module")
+def lobe() -> Phantom:
+    return generate_phantom(5, CROP_SHAPE, CROP_SPACING, crop="lobe")
+
+
+@pytest.mark.slow
+def test_sidecar_of_a_fixed_seed(lobe: Phantom) -> None:
+    truth = lobe.truth
+    crop = dict(truth["crop"])
+    rule = crop.pop("label_rule")
+    assert crop == {
+        "kind": "lobe", "root": 51, "root_generation": 5, "root_parent": 26, "root_radius_mm": 1.7505,
+        "root_entry_mm": [67.741, 23.893, -430.862],
+        "box_low_mm": [57.85, 23.712, -489.138], "box_high_mm": [144.25, 110.112, -431.538],
+        "box_offset_zyx": [60, 214, 252], "chest_grid_shape_zyx": [334, 389, 389],
+        "generations": "absolute: trachea = 0; the root's generation is root_generation",
+    }
+    assert "descendants" in rule and "label_min_radius_mm" in rule
+    assert truth["anatomy_scale"] == 1.0
+    assert truth["shape_zyx"] == list(CROP_SHAPE) and truth["spacing_xyz"] == pytest.approx(CROP_SPACING)
+    assert truth["n_labelled_branches"] == 15 and truth["max_labelled_generation"] == 8
+    assert [b["id"] for b in truth["branches"] if b["labelled"]] == [
+        51, 95, 96, 167, 168, 169, 170, 295, 296, 297, 298, 299, 300, 301, 302]
+    assert truth["label_voxels"] == int(lobe.label.sum()) == 862
+    # the grid's first voxel centre lies half a voxel inside the box's low face
+    assert np.allclose(np.asarray(truth["origin_xyz"]) - 0.45, crop["box_low_mm"], atol=2e-3)
+    assert json.loads(json.dumps(truth)) == truth  # plain JSON
+
+
+@pytest.mark.slow
+def test_drawn_branches_are_the_roots_subtree_and_labelled_ones_lie_inside_the_box(lobe: Phantom) -> None:
+    truth = lobe.truth
+    branches = {b["id"]: b for b in truth["branches"]}
+    root = truth["crop"]["root"]
+    assert truth["branches"][0]["id"] == root and branches[root]["generation"] == truth["crop"]["root_generation"]
+    for b in truth["branches"][1:]:
+        assert b["parent"] in branches  # every drawn branch descends from the root
+        assert b["generation"] == branches[b["parent"]]["generation"] + 1
+    low, high = np.asarray(truth["crop"]["box_low_mm"]), np.asarray(truth["crop"]["box_high_mm"])
+    for b in truth["branches"][1:]:
+        if b["labelled"]:
+            for point in (b["start_mm"], b["end_mm"]):
+                assert np.all(np.asarray(point) > low) and np.all(np.asarray(point) < high)
+    # the root enters through a face: drawn from its entry point, its lumen reaches the volume boundary
+    assert branches[root]["start_mm"] == truth["crop"]["root_entry_mm"]
+    faces = [lobe.label[0], lobe.label[-1], lobe.label[:, 0], lobe.label[:, -1], lobe.label[:, :, 0],
+             lobe.label[:, :, -1]]
+    assert sum(int(face.any()) for face in faces) >= 1
+    assert ndimage.label(lobe.label, ndimage.generate_binary_structure(3, 1))[1] == 1
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_crop(lobe: Phantom) -> None:
+    again = generate_phantom(5, CROP_SHAPE, CROP_SPACING, crop="lobe")
+    assert again.truth == lobe.truth
+    assert np.array_equal(again.ct, lobe.ct) and np.array_equal(again.label, lobe.label)
+
+
+@pytest.mark.slow
+def test_lobe_crops_at_0_7_mm_hold_40_branches_to_generation_6_within_10_s() -> None:
+    counts, deepest = [], []
+    for index in range(3):
+        start = time.process_time()
+        phantom = generate_phantom(case_seed(0, index), (128, 160, 160), (0.7, 0.7, 0.7), crop="lobe")
+        assert time.process_time() - start <= 10.0
+        counts.append(phantom.truth["n_labelled_branches"])
+        deepest.append(phantom.truth["max_labelled_generation"])
+    assert np.mean(counts) >= 40
+    assert min(deepest) >= 6
+
+
+def test_unknown_crop_is_refused() -> None:
+    with pytest.raises(ValueError, match="crop must be one of"):
+        generate_phantom(0, CROP_SHAPE, CROP_SPACING, crop="heart")
+
+
+def test_crop_at_a_coarse_spacing_is_refused() -> None:
+    with pytest.raises(ValueError, match="clinical spacings"):
+        generate_phantom(0, CROP_SHAPE, (3.0, 3.0, 3.0), crop="lobe")
+
+
+@pytest.mark.slow
+def test_command_writes_a_lobe_crop(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["phantoms", "--out", str(out), "--crop", "lobe", "--shape", *map(str, CROP_SHAPE),
+                 "--spacing", *map(str, CROP_SPACING)])
+    assert code == 0
+    truth = json.loads((out / "truth" / "phantom_000.json").read_text())
+    assert truth["crop"]["kind"] == "lobe"
+    label, geometry = read_image(out / "labels" / "phantom_000.nii.gz")
+    assert label.shape == CROP_SHAPE and int(label.sum()) == truth["label_voxels"]
+    assert np.allclose(geometry.origin, truth["origin_xyz"])
