@@ -97,26 +97,32 @@ def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple
 
 
 def _score_one(task: tuple) -> tuple[str, dict]:
-    case, pred_path, ref_path, protocol, connectivity, render_dir, cl_dice = task
+    case, pred_path, ref_path, protocol, connectivity, render_dir, cl_dice, mesh_dir = task
     score = score_files_or_arrays(pred_path, ref_path, None, protocol, connectivity,
-                                  keep_false_positives=render_dir is not None, cl_dice=cl_dice)
+                                  keep_false_positives=render_dir is not None or mesh_dir is not None,
+                                  cl_dice=cl_dice)
     if render_dir is not None:
         from nnunet_airway.evaluation.render import render_case
 
         render_case(score, Path(render_dir) / f"{case}.png", title=case)
+    if mesh_dir is not None:
+        from nnunet_airway.evaluation.render3d import read_geometry, write_case_mesh
+
+        write_case_mesh(score, read_geometry(ref_path), mesh_dir, case)
     return case, score.metrics
 
 
 def evaluate_folder(
     pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: str = "paper", connectivity: int = 6,
     num_processes: int = 1, allow_missing: bool = False, render_dir: str | os.PathLike | None = None,
-    progress: bool = True, cl_dice: bool = True,
+    progress: bool = True, cl_dice: bool = True, mesh_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Score every ``CASE.nii.gz`` of ``pred_dir`` against ``ref_dir/CASE.nii.gz``.
 
     References without a prediction are an error (DataError listing them) unless ``allow_missing``.
     ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
-    per case. ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
+    per case; ``mesh_dir`` (an existing folder) gets CASE.ply (coloured surface mesh) and CASE_3d.png
+    (evaluation/render3d.py). ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
     """
     check_protocol(protocol)
     if num_processes < 1:
@@ -135,7 +141,8 @@ def evaluate_folder(
         raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
     tasks = [
         (case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
-         connectivity, None if render_dir is None else str(render_dir), cl_dice)
+         connectivity, None if render_dir is None else str(render_dir), cl_dice,
+         None if mesh_dir is None else str(mesh_dir))
         for case in paired
     ]
     results: dict[str, dict] = {}
