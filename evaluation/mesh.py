@@ -2,7 +2,7 @@
 branching points grey, false-positive prediction blue; written as binary PLY (3D Slicer, ParaView, MeshLab).
 
 The surface is the marching-cubes isosurface (scikit-image, Lewiner) of the reference airway (largest
-component, holes filled) together with the predicted voxels outside it, on a grid padded by one empty voxel,
+component, holes filled) together with the predicted voxels more than FP_MARGIN_VOXELS outside it, on a grid padded by one empty voxel,
 so it is closed. Each reference voxel takes the colour of its nearest centreline voxel; each vertex the
 colour of its nearest solid voxel. Vertices are then Taubin-smoothed (no staircase, no shrinking).
 """
@@ -25,6 +25,7 @@ DETECTED, MISSED, FALSE_POSITIVE, NOT_SCORED = 1, 2, 3, 4
 COLOURS = np.array([(0, 0, 0), (0x1A, 0x98, 0x50), (0xD7, 0x30, 0x27), (0x45, 0x75, 0xB4), (0x9A, 0x9A, 0x9A)],
                    dtype=np.uint8)
 SMOOTHING_ITERATIONS = 10
+FP_MARGIN_VOXELS = 1  # false-positive voxels within this distance (6-connected) of the reference are not drawn
 LABEL_NAMES = {DETECTED: "detected branch", MISSED: "missed branch", FALSE_POSITIVE: "false positive",
                NOT_SCORED: "trachea / branching points"}
 
@@ -78,6 +79,10 @@ def colour_volume(score: CaseScore) -> tuple[np.ndarray, np.ndarray]:
     else:
         labels[solid] = NOT_SCORED
     if len(fp):
+        # a prediction a voxel wider than the label is a matter of DSC, not a false branch: it would hide the
+        # reference's colours under a thin blue skin, so only voxels beyond that margin are drawn
+        near = ndimage.binary_dilation(solid, iterations=FP_MARGIN_VOXELS)
+        fp = fp[~near[tuple((fp - offset).T)]]
         labels[tuple((fp - offset).T)] = FALSE_POSITIVE
     return labels, offset
 

@@ -3,6 +3,7 @@ shapes, and agreement with a direct computation from the network's decoder featu
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
 
 from nnunet_airway.attention_figure import figure_size
 from nnunet_airway.errors import DataError
@@ -64,14 +65,23 @@ def test_maps_match_the_networks_own_decoder_features_and_logits_match_nnunet(tr
     data, _ = preprocess(predictor, [str(image_path)])
     logits, maps, _ = sliding_window_attention(predictor, data)
 
-    # nnU-Net's own sliding window (no mirroring): the same logits (it sums in float16)
-    reference = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).float()
-    torch.testing.assert_close(logits, reference, atol=2e-2, rtol=1e-2)
-
-    # the first window, run directly with FRADUNet's own feature capture (distillation with gradients)
     patch = tuple(int(p) for p in predictor.configuration_manager.patch_size)
     assert all(d >= p for d, p in zip(data.shape[1:], patch, strict=True)), "the test expects no padding"
     steps = compute_steps_for_sliding_window(data.shape[1:], patch, TILE_STEP_SIZE)
+
+    # nnU-Net's own sliding window (no mirroring) gives the same logits and labels, except in the patches'
+    # corners, where its float16 Gaussian weights underflow (it accumulates in float16, we in float32)
+    reference = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).float()
+    gaussian = compute_gaussian(patch, sigma_scale=1.0 / 8, value_scaling_factor=10, dtype=torch.float32,
+                                device=torch.device("cpu"))
+    weights = torch.zeros(data.shape[1:])
+    for window in itertools.product(*[[slice(s, s + p) for s in axis] for axis, p in zip(steps, patch, strict=True)]):
+        weights[window] += gaussian
+    reliable = weights > 1e-2
+    assert reliable.float().mean() > 0.9
+    torch.testing.assert_close(logits[:, reliable], reference[:, reliable], atol=2e-2, rtol=1e-2)
+    assert (logits.argmax(0) == reference.argmax(0)).float().mean() > 0.999
+
     network = unwrapped(predictor.network)
     distillation, network.distillation = network.distillation, True
     with torch.enable_grad():
