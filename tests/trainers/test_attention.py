@@ -77,8 +77,8 @@ def test_maps_match_the_networks_own_decoder_features_and_logits_match_nnunet(tr
     weights = torch.zeros(data.shape[1:])
     for window in itertools.product(*[[slice(s, s + p) for s in axis] for axis, p in zip(steps, patch, strict=True)]):
         weights[window] += gaussian
-    reliable = weights > 1e-2
-    assert reliable.float().mean() > 0.9
+    reliable = weights > 1e-3  # float16 keeps 3 significant digits above its smallest normal number, 6e-5
+    assert reliable.float().mean() > 0.6  # about 70% of this volume: all but the patches' corners
     torch.testing.assert_close(logits[:, reliable], reference[:, reliable], atol=2e-2, rtol=1e-2)
     assert (logits.argmax(0) == reference.argmax(0)).float().mean() > 0.999
 
