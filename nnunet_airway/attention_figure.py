@@ -68,10 +68,10 @@ def resolve_view(view: View, prediction: np.ndarray) -> View:
 
 def plane(volume: np.ndarray, view: View, reduce: str = "max") -> np.ndarray:
     """The 2-D picture of ``volume`` in ``view``, rows pointing superior/anterior as the array axes run:
-    axial (Y, X), coronal (Z, X), sagittal (Z, Y). Projections use ``reduce`` ("max" or "min")."""
+    axial (Y, X), coronal (Z, X), sagittal (Z, Y). Projections use ``reduce`` ("max", "min" or "mean")."""
     axis = VIEWS[view.axis]
     if view.projection:
-        return volume.max(axis=axis) if reduce == "max" else volume.min(axis=axis)
+        return {"max": np.max, "min": np.min, "mean": np.mean}[reduce](volume, axis=axis)
     return np.take(volume, view.index, axis=axis)
 
 
@@ -95,8 +95,8 @@ def attention_figure_png(image: np.ndarray, rows: Sequence[AttentionRow], spacin
                          title: str = "") -> bytes:
     """PNG bytes: per row the image, the prediction over it, and each stage's map (min-max scaled, jet).
 
-    image: (Z, Y, X) CT in HU (shown between its 1st and 99th percentiles; a projection takes the minimum,
-    where air is dark as the airways are); spacing_zyx: mm per voxel, for the aspect ratio; view: from
+    image: (Z, Y, X) CT in HU (shown between its 1st and 99th percentiles; a projection takes the mean: a
+    minimum would show only the air around the body); spacing_zyx: mm per voxel, for the aspect ratio; view: from
     :func:`resolve_view`. Maps and predictions are sliced, or projected with their maximum.
     """
     n_stages = max(len(row.maps) for row in rows)
@@ -104,7 +104,7 @@ def attention_figure_png(image: np.ndarray, rows: Sequence[AttentionRow], spacin
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     axes = np.atleast_2d(fig.subplots(len(rows), n_stages + 2, squeeze=False))
     aspect = _aspect(view, spacing_zyx)
-    picture = plane(image.astype(np.float32), view, reduce="min")
+    picture = plane(image.astype(np.float32), view, reduce="mean")
     low, high = np.percentile(picture, [1, 99])
     shown = {"origin": "lower", "aspect": aspect, "interpolation": "nearest"}
     for r, row in enumerate(rows):

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "with the most predicted airway; default view coronal)")
     where.add_argument("--mip", nargs="?", const="coronal", choices=tuple(VIEWS), default=None,
                        help="projections along the view's axis instead of a slice (maps and prediction: maximum, "
-                            "image: minimum); default coronal")
+                            "image: mean); default coronal")
     parser.add_argument("--compare", type=Path, default=None, metavar="OTHER_MODEL_FOLDER",
                         help="a second row from another model (e.g. the FR model beside the FRAD model)")
     parser.add_argument("--save-maps", type=Path, default=None, metavar="DIR",
