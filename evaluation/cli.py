@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="connectivity of the largest-component step (default 6, as ATM'22)")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one PNG per case: tree projection and BD per generation")
+    parser.add_argument("--mesh", type=Path, default=None, metavar="DIR",
+                        help="write per case CASE.ply (surface mesh for 3D Slicer / ParaView, physical mm; green "
+                             "detected, red missed, blue false positive, grey trachea) and CASE_3d.png (3-D picture)")
     parser.add_argument("--no-cldice", action="store_true",
                         help="skip clDice (saves the prediction's skeleton, about 20%% of the time per case)")
     parser.add_argument("--allow-missing", action="store_true",
@@ -107,13 +110,15 @@ def run(args: argparse.Namespace) -> int:
         scored.append(len(partial["cases"]))
         save(partial, complete=False)
 
+    if args.mesh is not None:
+        prepare_output_dir(args.mesh, args.overwrite)
     save(summarise({}, args.protocol), complete=False)  # fails now, not after scoring, when out cannot be written
     try:
         summary = evaluate_folder(
             args.pred, args.ref, protocol=args.protocol, connectivity=args.connectivity,
             num_processes=args.num_processes, allow_missing=args.allow_missing, render_dir=args.render,
             progress=not args.no_progress, cl_dice=not args.no_cldice, threshold=args.threshold,
-            binarize=args.binarize, on_case=save_partial,
+            binarize=args.binarize, on_case=save_partial, mesh_dir=args.mesh,
         )
     except BaseException:
         if not scored:  # nothing worth keeping: leave no empty summary that a rerun would have to --overwrite
@@ -124,5 +129,6 @@ def run(args: argparse.Namespace) -> int:
     save(summary, complete=True)
     print(format_table(summary, method=args.pred.resolve().name, table=args.table))
     print(f"wrote {out}" + (f" and {args.csv}" if args.csv else "") + (f"; pictures in {args.render}"
-                                                                        if args.render else ""))
+                                                                        if args.render else "")
+          + (f"; meshes in {args.mesh}" if args.mesh else ""))
     return 0

@@ -119,16 +119,21 @@ class CaseTask(NamedTuple):
     cl_dice: bool
     threshold: float | None
     binarize: bool
+    mesh_dir: str | None
 
 
 def _score_one(task: CaseTask) -> tuple[str, dict]:
     score = score_files_or_arrays(task.pred_path, task.ref_path, None, task.protocol, task.connectivity,
-                                  keep_false_positives=task.render_dir is not None, cl_dice=task.cl_dice,
-                                  threshold=task.threshold, binarize=task.binarize)
+                                  keep_false_positives=task.render_dir is not None or task.mesh_dir is not None,
+                                  cl_dice=task.cl_dice, threshold=task.threshold, binarize=task.binarize)
     if task.render_dir is not None:
         from nnunet_airway.evaluation.render import render_case
 
         render_case(score, Path(task.render_dir) / f"{task.case}.png", title=task.case)
+    if task.mesh_dir is not None:
+        from nnunet_airway.evaluation.render3d import read_geometry, write_case_mesh
+
+        write_case_mesh(score, read_geometry(task.ref_path), task.mesh_dir, task.case)
     return task.case, score.metrics.as_dict()
 
 
@@ -136,7 +141,7 @@ def evaluate_folder(
     pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: Protocol = "paper", connectivity: int = 6,
     num_processes: int = 1, allow_missing: bool = False, render_dir: str | os.PathLike | None = None,
     progress: bool = True, cl_dice: bool = True, threshold: float | None = None, binarize: bool = False,
-    on_case: Callable[[dict], None] | None = None,
+    on_case: Callable[[dict], None] | None = None, mesh_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Score every ``CASE.nii.gz`` of ``pred_dir`` against ``ref_dir/CASE.nii.gz``.
 
@@ -145,7 +150,8 @@ def evaluate_folder(
     A warning goes to stderr for every reference with voxels outside its largest component (left out).
     References without a prediction are an error (DataError listing them) unless ``allow_missing``.
     ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
-    per case. ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
+    per case; ``mesh_dir`` (an existing folder) gets CASE.ply (coloured surface mesh) and CASE_3d.png
+    (evaluation/render3d.py). ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
     """
     protocol = check_protocol(protocol)
     if num_processes < 1:
@@ -164,7 +170,8 @@ def evaluate_folder(
         raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
     tasks = [
         CaseTask(case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
-                 connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize)
+                 connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize,
+                 None if mesh_dir is None else str(mesh_dir))
         for case in paired
     ]
     results: dict[str, dict] = {}

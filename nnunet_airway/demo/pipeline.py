@@ -1,5 +1,5 @@
 """A phantom experiment: phantoms -> nnU-Net raw -> plan and preprocess -> per trainer: train -> predict ->
-evaluate. ``nnunet-airway demo`` runs it with one trainer on a time budget; ``benchmarks/thin_branches.py``
+evaluate (metrics, meshes, pictures) -> attention maps. ``nnunet-airway demo`` runs it with one trainer on a time budget; ``benchmarks/thin_branches.py``
 with the Table 2 trainers on the same epoch budget.
 
 Every stage is safe to run again over its own partial output, so the ledger in ``stages`` can resume.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -179,10 +180,25 @@ class PhantomExperiment:
 
         folder = self.evaluation_dir(trainer)
         (folder / "renders").mkdir(parents=True, exist_ok=True)
+        (folder / "meshes").mkdir(parents=True, exist_ok=True)
         summary = evaluate_folder(self.prediction_dir(trainer), self.raw_dir / "labelsTs",
-                                  render_dir=folder / "renders")
+                                  render_dir=folder / "renders", mesh_dir=folder / "meshes")
         write_json(folder / "summary.json", summary)
-        return {"summary": str(folder / "summary.json"), "mean": summary["mean"], "std": summary["std"]}
+        return {"summary": str(folder / "summary.json"), "mean": summary["mean"], "std": summary["std"],
+                "meshes": str(folder / "meshes")}
+
+    def attention(self, trainer: str) -> dict[str, Any]:
+        """``nnunet-airway attention`` on every held-out image: one Fig. 4-style PNG per case."""
+        folder = self.evaluation_dir(trainer) / "attention"
+        images = sorted((self.raw_dir / "imagesTs").glob("*_0000.nii.gz"))
+        written = []
+        for image in images:
+            out = folder / f"{image.name[: -len('_0000.nii.gz')]}.png"
+            run_logged([sys.executable, "-m", "nnunet_airway", "attention", "-m", str(self.model_dir(trainer)),
+                        "-i", str(image), "-f", FOLD, "-o", str(out), "--device", self.device, "--overwrite"],
+                       self.env, self.log)
+            written.append(str(out))
+        return {"attention": str(folder), "figures": written}
 
     def _refuse_foreign_dataset_with_our_id(self) -> None:
         raw = Path(self.folders["nnUNet_raw"])
@@ -208,8 +224,10 @@ class PhantomExperiment:
                       partial(self.train, trainer)),
                 Stage(f"predict{suffix}", f"nnUNetv2_predict -tr {trainer} on the held-out phantoms",
                       partial(self.predict, trainer)),
-                Stage(f"evaluate{suffix}", "airway tree metrics on the held-out phantoms",
+                Stage(f"evaluate{suffix}", "airway tree metrics, meshes and 3-D pictures of the held-out phantoms",
                       partial(self.evaluate, trainer)),
+                Stage(f"attention{suffix}", "decoder attention maps on the held-out phantoms (nnunet-airway attention)",
+                      partial(self.attention, trainer)),
             ]
         return stages
 

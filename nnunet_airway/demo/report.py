@@ -30,6 +30,10 @@ def print_report(experiment, state: dict[str, Any]) -> None:
         ("held-out predictions", experiment.prediction_dir(trainer)),
         ("metrics", summary_path),
         ("pictures (green detected, red missed, blue false positive)", experiment.evaluation_dir(trainer) / "renders"),
+        ("3-D meshes (CASE.ply, for 3D Slicer / ParaView) and 3-D pictures (CASE_3d.png)",
+         experiment.evaluation_dir(trainer) / "meshes"),
+        ("attention maps of the decoder stages (CASE.png, as the paper's Fig. 4)",
+         experiment.evaluation_dir(trainer) / "attention"),
         ("nnU-Net's console output", experiment.log),
     ]
     print("Where everything is:")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 TINY = ["--cases", "2", "--test-cases", "1", "--shape", "64", "80", "80", "--budget-minutes", "0.05",
         "--device", "cpu"]
-STAGES = ["phantoms", "convert", "plan_and_preprocess", "train", "predict", "evaluate"]
+STAGES = ["phantoms", "convert", "plan_and_preprocess", "train", "predict", "evaluate", "attention"]
 
 
 def demo_env(**extra: str) -> dict[str, str]:
@@ -47,6 +47,11 @@ def test_demo_runs_every_stage_and_writes_metrics_pictures_and_a_checkpoint(fini
     assert 0.0 <= summary["mean"]["DSC"] <= 100.0
     renders = list((workdir / "evaluation" / "nnUNetTrainerAirwayFRAD_Budget" / "renders").glob("*.png"))
     assert [p.stem for p in renders] == [case]
+    meshes = workdir / "evaluation" / "nnUNetTrainerAirwayFRAD_Budget" / "meshes"
+    assert sorted(p.name for p in meshes.iterdir()) == [f"{case}.ply", f"{case}_3d.png"]
+    attention = workdir / "evaluation" / "nnUNetTrainerAirwayFRAD_Budget" / "attention"
+    assert [p.name for p in attention.iterdir()] == [f"{case}.png"]
+    assert "3-D meshes" in result.stdout and "attention maps" in result.stdout
     assert list(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/checkpoint_final.pth"))
     train = json.loads((workdir / "state.json").read_text())["stages"]["train"]["result"]
     assert train["epochs"] >= 1  # read from the trainer's progress.json
@@ -59,7 +64,7 @@ def test_second_run_skips_finished_stages_and_redoes_only_an_unfinished_one(fini
     assert first.returncode == 0
     state_path = workdir / "state.json"
     state = json.loads(state_path.read_text())
-    del state["stages"]["evaluate"]  # as if the run had been interrupted during the last stage
+    del state["stages"][STAGES[-1]]  # as if the run had been interrupted during the last stage
     state_path.write_text(json.dumps(state))
     checkpoint = next(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/checkpoint_final.pth"))
     trained_at = checkpoint.stat().st_mtime_ns
@@ -69,9 +74,9 @@ def test_second_run_skips_finished_stages_and_redoes_only_an_unfinished_one(fini
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in STAGES[:-1]:
         assert f"{stage}: done in an earlier run, skipped" in result.stdout
-    assert "[6/6] evaluate: finished" in result.stdout
+    assert f"[{len(STAGES)}/{len(STAGES)}] {STAGES[-1]}: finished" in result.stdout
     assert checkpoint.stat().st_mtime_ns == trained_at
-    assert json.loads(state_path.read_text())["stages"]["evaluate"]["done"]
+    assert json.loads(state_path.read_text())["stages"][STAGES[-1]]["done"]
 
 
 def test_other_data_settings_in_the_same_workdir_are_refused(finished_demo) -> None:
