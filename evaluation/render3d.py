@@ -96,7 +96,7 @@ def write_case_mesh(score: CaseScore, geometry: Geometry | None, folder: str | o
     while len(picture_mesh.faces) > MAX_FACES and step < 8:
         step += 1
         picture_mesh = surface_mesh(labels, offset, geometry, step_size=step)
-    m = score.metrics
+    m = score.metrics.as_dict()
     bd = "n/a" if m["BD"] is None else f"{m['BD']:.1f}"
     td = "n/a" if m["TD"] is None else f"{m['TD']:.1f}"
     render_mesh(picture_mesh, picture_path,
