@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from nnunet_airway.model.losses import DiceFocalLoss
 from nnunet_airway.trainers.compat import require_nnunetv2
 from nnunet_airway.trainers.loss import SegmentationWithDistillation
+from nnunet_airway.trainers.loss_components import LossComponentsRecord
 from nnunet_airway.trainers.network import N_SCALES, build_fradunet
 
 require_nnunetv2()  # nnunetv2 < 2.8 imports fine but cannot find these trainers: say what to install
@@ -42,20 +43,23 @@ def unwrapped(network: nn.Module) -> nn.Module:
     return network
 
 
-class AirwayTrainerBase(nnUNetTrainer):
+class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
     """nnU-Net trainer building FRADUNet from the plans. Not meant to be run itself: use a variant.
 
     Class attributes the variants set:
         recalibration: "fr", "pe", "cse" or None (where FRADUNet recalibrates the end of every scale);
         distillation_weight: weight of the attention-distillation term (0 switches it off; paper: 0.1);
+        distillation_reduction: "sum" (paper) or "mean" (released code), see attention_distillation_loss;
         deep_supervision: nnU-Net-style deep supervision (off in the paper).
     torch.compile is off unless ``nnUNet_compile`` is set to true explicitly (not yet verified on a GPU for
     FRADUNet's decoder-feature capture). Mixed precision on CUDA is nnU-Net's; the distillation term is
-    computed in float32.
+    computed in float32. The loss components are written per epoch to ``loss_components.json`` (see
+    trainers/loss_components.py).
     """
 
     recalibration: str | None = "fr"
     distillation_weight: float = 0.1
+    distillation_reduction: str = "sum"
     deep_supervision: bool = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -98,7 +102,8 @@ class AirwayTrainerBase(nnUNetTrainer):
             weights[-1] = 1e-6 if self.is_ddp and not self._do_i_compile() else 0.0
             segmentation = DeepSupervisionWrapper(segmentation, weights / weights.sum())
         return SegmentationWithDistillation(segmentation, self.distillation_weight,
-                                            decoder_features=lambda: unwrapped(self.network).pop_decoder_features())
+                                            decoder_features=lambda: unwrapped(self.network).pop_decoder_features(),
+                                            reduction=self.distillation_reduction)
 
     def _do_i_compile(self) -> bool:
         if os.environ.get("nnUNet_compile", "").lower() not in ("true", "1", "t"):
