@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 from nnunet_airway.trainers.compat import require_nnunetv2
+from nnunet_airway.trainers.loss_components import LossComponentsRecord
 from nnunet_airway.trainers.network import N_SCALES, build_fradunet
 from nnunet_airway.trainers.progress import epochs_from_log, write_progress
 
@@ -41,7 +42,7 @@ def unwrapped(network: nn.Module) -> nn.Module:
     return network
 
 
-class AirwayTrainerBase(nnUNetTrainer):
+class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
     """nnU-Net trainer building FRADUNet from the plans. Not meant to be run itself: use a variant.
 
     Class attributes the variants set:
@@ -50,7 +51,8 @@ class AirwayTrainerBase(nnUNetTrainer):
         distillation_reduction: "sum" (paper) or "mean" (the released code), see attention_distillation_loss;
         deep_supervision: nnU-Net-style deep supervision (off in the paper).
     torch.compile follows nnU-Net (on for CUDA unless ``nnUNet_compile=f``, off on CPU); mixed precision on CUDA
-    is nnU-Net's; gates, attention maps and losses are computed in float32 (docs/gpu.md).
+    is nnU-Net's; gates, attention maps and losses are computed in float32 (docs/gpu.md). The loss components
+    are written per epoch to ``loss_components.json`` (see trainers/loss_components.py).
     """
 
     recalibration: str | None = "fr"

@@ -24,13 +24,19 @@ from time import perf_counter
 import numpy as np
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_airway.trainers.base import DEFAULT_DEVICE
 from nnunet_airway.trainers.variants import (
     nnUNetTrainerAirwayAD,
+    nnUNetTrainerAirwayAD_mean,
+    nnUNetTrainerAirwayAD_mean_w001,
+    nnUNetTrainerAirwayAD_w001,
     nnUNetTrainerAirwayBaseline,
+    nnUNetTrainerAirwayCSE,
     nnUNetTrainerAirwayFR,
     nnUNetTrainerAirwayFRAD,
+    nnUNetTrainerAirwayPE,
 )
 
 TIME_BUDGET_VARIABLE = "NNUNET_AIRWAY_TIME_BUDGET_S"
@@ -133,3 +139,32 @@ class nnUNetTrainerAirwayFR_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayFR):
 
 class nnUNetTrainerAirwayAD_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD):
     """Baseline + AD on a time or epoch budget."""
+
+
+class nnUNetTrainerAirwayCSE_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayCSE):
+    """Baseline + cSE on a time or epoch budget."""
+
+
+class nnUNetTrainerAirwayPE_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayPE):
+    """Baseline + PE on a time or epoch budget."""
+
+
+class nnUNetTrainerAirwayAD_mean_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD_mean):
+    """Baseline + AD with the mean reduction on a time or epoch budget."""
+
+
+class nnUNetTrainerAirwayAD_w001_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD_w001):
+    """Baseline + AD at weight 0.01 on a time or epoch budget."""
+
+
+class nnUNetTrainerAirwayAD_mean_w001_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD_mean_w001):
+    """Baseline + AD with the mean reduction at weight 0.01 on a time or epoch budget."""
+
+
+class nnUNetTrainer_Budget(TrainingBudgetMixin, nnUNetTrainer):
+    """nnU-Net's own default trainer on the same budget as the airway rows (the 'nnU-Net default' row).
+
+    Its network (PlainConvUNet from the plans), loss (Dice + cross-entropy with deep supervision), patch
+    sampling and augmentation are nnU-Net's; optimiser, schedule, iterations, seeding and inference mirroring
+    are the budget's (TrainingBudgetMixin), as for every airway budget trainer, so only network and loss differ.
+    """

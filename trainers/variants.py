@@ -53,6 +53,25 @@ class nnUNetTrainerAirwayAD(AirwayTrainerBase):
     distillation_weight = 0.1
 
 
+class nnUNetTrainerAirwayAD_mean(nnUNetTrainerAirwayAD):
+    """Baseline + AD with the released code's mean reduction (averaged over voxels) instead of the paper's sum."""
+
+    distillation_reduction = "mean"
+
+
+class nnUNetTrainerAirwayAD_w001(nnUNetTrainerAirwayAD):
+    """Baseline + AD at a tenth of the paper's weight (0.01), sum reduction."""
+
+    distillation_weight = 0.01
+
+
+class nnUNetTrainerAirwayAD_mean_w001(nnUNetTrainerAirwayAD):
+    """Baseline + AD with the mean reduction at weight 0.01."""
+
+    distillation_weight = 0.01
+    distillation_reduction = "mean"
+
+
 class nnUNetTrainerAirwayFRAD_DS(nnUNetTrainerAirwayFRAD):
     """FR + AD with nnU-Net-style deep supervision on the four finer scales (not in the paper)."""
 

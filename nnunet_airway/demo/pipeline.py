@@ -17,6 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nnunet_airway.demo.nnunet_runner import nnunet_folders, run_logged
 from nnunet_airway.demo.stages import Ledger, Stage, run_stages
 from nnunet_airway.errors import DataError
@@ -66,12 +68,15 @@ def resolve_device(device: str) -> str:
 
 class PhantomExperiment:
     """The stages of one work dir. ``budget``: the budget trainers' variables (see trainers/budget.py),
-    e.g. {"NNUNET_AIRWAY_TIME_BUDGET_S": "300"} or {"NNUNET_AIRWAY_EPOCHS": "20"}."""
+    e.g. {"NNUNET_AIRWAY_TIME_BUDGET_S": "300"} or {"NNUNET_AIRWAY_EPOCHS": "20"}. ``phantom_options``: extra
+    keyword arguments for ``write_phantoms`` (e.g. ``spacing_xyz``); part of the work dir's settings."""
 
     def __init__(self, workdir: Path, settings: DemoSettings, device: str, trainers: tuple[str, ...] = (TRAINER,),
-                 budget: dict[str, str] | None = None, echo=print) -> None:
+                 budget: dict[str, str] | None = None, echo=print,
+                 phantom_options: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
         self.settings = settings
+        self.phantom_options = dict(phantom_options or {})
         self.trainers = trainers
         self.budget = budget or {"NNUNET_AIRWAY_TIME_BUDGET_S": str(settings.budget_minutes * 60)}
         self.device = device
@@ -113,7 +118,7 @@ class PhantomExperiment:
 
         total = self.settings.cases + self.settings.test_cases
         cases = write_phantoms(self.phantom_dir, total, seed=self.settings.seed, shape_zyx=self.settings.shape_zyx,
-                               preview=True, overwrite=True)
+                               preview=True, overwrite=True, **self.phantom_options)
         return {"cases": list(cases), "folder": str(self.phantom_dir)}
 
     def convert(self) -> dict[str, Any]:
@@ -235,6 +240,8 @@ class PhantomExperiment:
         self.workdir.mkdir(parents=True, exist_ok=True)
         check_free_disk(self.workdir)
         identity = {key: value for key, value in asdict(self.settings).items() if key != "budget_minutes"}
+        if self.phantom_options:  # absent otherwise, so work dirs made before the option still resume
+            identity["phantom_options"] = self.phantom_options
         self.ledger = Ledger(self.workdir / "state.json", {**identity, **self.folders})
         run_stages(self.stages(), self.ledger, self.echo)
         return self.ledger.state
@@ -261,17 +268,23 @@ def write_demo_plans(preprocessed_dataset_dir: Path, features: tuple[int, ...] =
                      patch_zyx: tuple[int, int, int] = DEMO_PATCH_ZYX) -> Path:
     """Copy nnU-Net's plans as ``nnUNetAirwayDemoPlans.json`` with a narrower network and a smaller patch.
 
-    The data identifier is kept, so training reads the data nnUNetv2_plan_and_preprocess already wrote.
+    ``features``: per stage; when nnU-Net planned more stages (larger phantoms), the deeper ones repeat the
+    last value. The data identifier is kept, so training reads the data nnUNetv2_plan_and_preprocess already
+    wrote.
     """
     source = preprocessed_dataset_dir / "nnUNetPlans.json"
     plans = json.loads(source.read_text())
     plans["plans_name"] = PLANS
     configuration = plans["configurations"][CONFIGURATION]
     arch = configuration["architecture"]["arch_kwargs"]
-    if arch["n_stages"] != len(features):
+    if arch["n_stages"] < len(features):
         raise DataError(f"{source}: nnU-Net planned {arch['n_stages']} stages for the phantoms, the small "
                         f"network has {len(features)}; use a phantom shape of at least 64 voxels per axis")
-    arch["features_per_stage"] = list(features)
+    arch["features_per_stage"] = [*features, *[features[-1]] * (arch["n_stages"] - len(features))]
+    total_stride = [int(np.prod([s[axis] for s in arch["strides"]])) for axis in range(3)]
+    if any(p % t for p, t in zip(patch_zyx, total_stride, strict=True)):
+        raise DataError(f"{source}: patch {list(patch_zyx)} is not divisible by {total_stride}, the total stride "
+                        f"of the {arch['n_stages']} planned stages; choose a patch that is")
     configuration["patch_size"] = list(patch_zyx)
     return write_json(preprocessed_dataset_dir / f"{PLANS}.json", plans)
 

@@ -6,6 +6,7 @@ here): a sum of squares over hundreds of channels overflows fp16.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -111,3 +112,21 @@ def attention_distillation_loss(decoder_features: Sequence[Tensor], p: float = 2
             squared = (student - teacher).square()
             total = total + (squared.sum(1).mean() if reduction == "sum" else squared.mean())
     return total
+
+
+def attention_entropies(decoder_features: Sequence[Tensor], p: float = 2) -> Tensor:
+    """Entropy of each softmaxed attention map, normalised by log(voxels): a float32 tensor, one value per feature.
+
+    For each feature A: softmax over all voxels of attention_map(A, p), its entropy averaged over the batch and
+    divided by log(D*H*W), so 1 is a uniform map and 0 a single voxel. No gradients; for logging what the
+    distillation term does to the maps.
+    """
+    values = []
+    with torch.no_grad():
+        for feature in decoder_features:
+            attention = attention_map(feature.detach(), p)
+            log_probabilities = torch.log_softmax(attention.flatten(1), dim=1)
+            entropy = -(log_probabilities.exp() * log_probabilities).sum(1).mean()
+            voxels = attention[0].numel()
+            values.append(entropy / math.log(voxels) if voxels > 1 else torch.zeros_like(entropy))
+    return torch.stack(values) if values else torch.zeros(0)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nnunet_airway.model.distillation import attention_distillation_loss
+from nnunet_airway.model.distillation import attention_distillation_loss, attention_entropies
 
 DISTILLATION_REDUCTIONS = ("sum", "mean")
 
@@ -80,7 +80,8 @@ class SegmentationWithDistillation(nn.Module):
 
     The term is computed in float32 and added once per call, also when ``segmentation`` sums over scales.
     Without gradients (nnU-Net's validation step) the network keeps no features and the loss is the
-    segmentation loss alone.
+    segmentation loss alone. Every training call (with gradients) records its components: ``last_components``
+    holds the last call's, :meth:`pop_mean_components` the means since the previous pop.
     """
 
     def __init__(self, segmentation: nn.Module, distillation_weight: float,
@@ -96,15 +97,42 @@ class SegmentationWithDistillation(nn.Module):
         self.decoder_features = decoder_features
         self.distillation_reduction = distillation_reduction
         self.p = p
+        self.last_components: dict[str, Tensor] = {}  # the last training call's (see pop_mean_components)
+        self._sums: dict[str, Tensor] = {}
+        self._calls = 0
 
     def forward(self, output, target) -> Tensor:
         loss = self.segmentation(output, target)
-        if self.distillation_weight == 0 or not torch.is_grad_enabled():
+        if not torch.is_grad_enabled():
+            return loss
+        if self.distillation_weight == 0:
+            self._record({"segmentation": loss})
             return loss
         if self.decoder_features is None:
             raise ValueError("distillation_weight > 0 needs decoder_features, a callable returning the decoder "
                              "outputs (or use segmentation and distillation(features) separately)")
-        return loss + self.distillation(self.decoder_features())
+        features = self.decoder_features()
+        term = attention_distillation_loss(features, self.p, self.distillation_reduction)
+        self._record({"segmentation": loss, "distillation": term,
+                      "attention_entropy": attention_entropies(features, self.p)})
+        return loss + self.distillation_weight * term
+
+    @torch.compiler.disable
+    def _record(self, components: dict[str, Tensor]) -> None:
+        self.last_components = {name: value.detach().float() for name, value in components.items()}
+        for name, value in self.last_components.items():
+            self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
+        self._calls += 1
+
+    def pop_mean_components(self) -> dict[str, float | list[float]]:
+        """Means over the training calls since the last pop, then forgets them: ``segmentation`` (the
+        segmentation loss), and with distillation ``distillation`` (the unweighted term) and
+        ``attention_entropy`` (per decoder scale, coarse to fine: see attention_entropies). {} if none."""
+        if self._calls == 0:
+            return {}
+        means = {name: (total / self._calls).cpu() for name, total in self._sums.items()}
+        self._sums, self._calls = {}, 0
+        return {name: value.tolist() if value.dim() else float(value) for name, value in means.items()}
 
     def distillation(self, decoder_features: Sequence[Tensor]) -> Tensor:
         """weight * L_distill for decoder features ordered coarse to fine (a float32 scalar)."""

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nnunet_airway.image_io import read_image
+from nnunet_airway.trainers.loss_components import read_loss_components
 from nnunet_airway.trainers.progress import read_progress
 
 pytestmark = pytest.mark.slow
@@ -32,6 +33,15 @@ def test_loss_is_finite_and_falls(trained_model) -> None:
     assert len(losses) == 4
     assert all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < losses[0]
+
+
+def test_loss_components_are_recorded_per_epoch_across_the_resume(trained_model) -> None:
+    records = read_loss_components(trained_model.output_folder)
+    assert [r["epoch"] for r in records] == [0, 1, 2, 3]
+    for record in records:
+        assert math.isfinite(record["segmentation"]) and record["distillation"] >= 0
+        assert len(record["attention_entropy"]) == 4  # one per decoder scale below the bottleneck
+        assert all(0 <= h <= 1 for h in record["attention_entropy"])
 
 
 def test_continue_resumes_an_interrupted_training_from_its_checkpoint(trained_model) -> None:

@@ -29,7 +29,11 @@ EXPECTED = {
     "nnUNetTrainerAirwayFRAD": ("fr", 0.1, False),
     "nnUNetTrainerAirwayFRAD_DS": ("fr", 0.1, True),
     "nnUNetTrainerAirwayFRAD_Adam": ("fr", 0.1, False),
+    "nnUNetTrainerAirwayAD_mean": (None, 0.1, False),
+    "nnUNetTrainerAirwayAD_w001": (None, 0.01, False),
+    "nnUNetTrainerAirwayAD_mean_w001": (None, 0.01, False),
 }
+MEAN_REDUCTION = {"nnUNetTrainerAirwayAD_mean", "nnUNetTrainerAirwayAD_mean_w001"}  # the others: the paper's sum
 
 
 def make_trainer(name: str, dataset):
@@ -59,6 +63,7 @@ def test_trainer_builds_steps_and_loads_strictly_for_prediction(name: str, phant
     found = {type(m) for m in network.modules()} & {FeatureRecalibration, ProjectExcite, ChannelSE}
     assert found == ({RECALIBRATION_TYPES[recalibration]} if recalibration else set())
     assert trainer.loss.distillation_weight == distillation_weight
+    assert trainer.loss.reduction == ("mean" if name in MEAN_REDUCTION else "sum")
     assert trainer.enable_deep_supervision == deep_supervision
 
     train_loader, _ = trainer.get_dataloaders()

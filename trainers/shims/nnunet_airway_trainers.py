@@ -5,6 +5,9 @@ The trainer classes are defined in ``nnunet_airway.trainers.variants``; see ``sh
 
 from nnunet_airway.trainers.variants import (  # noqa: F401 (re-exported for nnU-Net's lookup by name)
     nnUNetTrainerAirwayAD,
+    nnUNetTrainerAirwayAD_mean,
+    nnUNetTrainerAirwayAD_mean_w001,
+    nnUNetTrainerAirwayAD_w001,
     nnUNetTrainerAirwayBaseline,
     nnUNetTrainerAirwayCSE,
     nnUNetTrainerAirwayFR,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nnunet_airway.model import distillation as distillation_module
-from nnunet_airway.model.distillation import attention_distillation_loss, attention_map
+from nnunet_airway.model.distillation import attention_distillation_loss, attention_entropies, attention_map
 
 
 def map_reference(a: torch.Tensor, p: float) -> torch.Tensor:
@@ -143,3 +143,15 @@ def test_bad_arguments_raise() -> None:
         attention_distillation_loss([small])
     with pytest.raises(ValueError, match="N=1"):
         attention_distillation_loss([small, torch.zeros(2, 2, 4, 4, 4)])
+
+
+def test_attention_entropy_is_normalised_by_the_voxel_count() -> None:
+    uniform = torch.ones(2, 3, 2, 2, 2)
+    # two voxels with G = ln 3 and 0: softmax (3/4, 1/4)
+    two = torch.tensor([math.sqrt(math.log(3)), 0.0]).reshape(1, 1, 1, 1, 2)
+    expected = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / math.log(2)
+    peaked = torch.zeros(1, 1, 2, 4, 4)
+    peaked[0, 0, 0, 0, 0] = 10.0  # G = 100 at one voxel
+    entropies = attention_entropies([uniform, two, peaked])
+    assert entropies.dtype == torch.float32 and entropies.shape == (3,)
+    assert entropies.tolist() == pytest.approx([1.0, expected, 0.0], abs=1e-5)

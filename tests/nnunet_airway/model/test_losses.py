@@ -161,3 +161,31 @@ def test_forward_without_a_feature_source_says_what_is_missing() -> None:
     logits, target = logits_and_target()
     with pytest.raises(ValueError, match="needs decoder_features"):
         SegmentationWithDistillation(DiceFocalLoss(), 0.1)(logits, target)
+
+
+def test_training_calls_record_their_components_and_their_means() -> None:
+    logits, target = logits_and_target()
+    features = [decoder_features(seed=1), decoder_features(seed=2)]
+    calls = iter(features)
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1, lambda: next(calls))
+    assert loss.pop_mean_components() == {}
+    loss(logits, target)
+    loss(logits, target)
+    segmentation = DiceFocalLoss()(logits, target).item()
+    distillations = [attention_distillation_loss(f).item() for f in features]
+    assert loss.last_components["distillation"].item() == pytest.approx(distillations[1], rel=1e-6)
+    with torch.no_grad():
+        loss(logits, target)  # validation: not recorded
+    means = loss.pop_mean_components()
+    assert set(means) == {"segmentation", "distillation", "attention_entropy"}
+    assert means["segmentation"] == pytest.approx(segmentation, rel=1e-6)
+    assert means["distillation"] == pytest.approx(sum(distillations) / 2, rel=1e-6)
+    assert len(means["attention_entropy"]) == 2 and all(0 < h <= 1 for h in means["attention_entropy"])
+    assert loss.pop_mean_components() == {}
+
+
+def test_without_distillation_only_the_segmentation_loss_is_recorded() -> None:
+    logits, target = logits_and_target()
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.0)
+    loss(logits, target)
+    assert loss.pop_mean_components() == {"segmentation": pytest.approx(DiceFocalLoss()(logits, target).item())}

@@ -1,0 +1,120 @@
+"""benchmarks/thin_branches.py: its options and its report from hand-built results (no training here; the
+end-to-end run at tiny settings is the slow test at the bottom)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "thin_branches.py"
+
+
+@pytest.fixture(scope="module")
+def thin():
+    spec = importlib.util.spec_from_file_location("thin_branches_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def case(bd: float, dsc: float, generations: dict[str, float]) -> dict:
+    return {"BD": bd, "TD": bd, "TPR": dsc, "FPR": 0.01, "DSC": dsc, "BD_by_generation": generations}
+
+
+def results(thin) -> tuple[dict, list]:
+    rows = [thin.ROWS["nnunet"], thin.ROWS["baseline"], thin.ROWS["ad"]]
+    components = [{"epoch": 0, "segmentation": 0.5, "distillation": 2e-3, "attention_entropy": [0.9, 0.8]},
+                  {"epoch": 1, "segmentation": 0.3, "distillation": 1e-3, "attention_entropy": [0.95, 0.85]}]
+    per_seed = {
+        seed: {
+            "nnU-Net default": {"cases": {f"seed{seed}/a": case(60.0, 80.0, {"1": 100.0, "2": 50.0}),
+                                          f"seed{seed}/b": case(40.0, 70.0, {"1": 100.0})},
+                                "loss_components": []},
+            "Baseline": {"cases": {f"seed{seed}/a": case(70.0, 80.0, {"1": 100.0, "2": 60.0}),
+                                   f"seed{seed}/b": case(50.0, 70.0, {"1": 100.0, "6": 0.0})},
+                         "loss_components": [{"epoch": 0, "segmentation": 0.4}]},
+            "Baseline + AD": {"cases": {f"seed{seed}/a": case(70.0 + seed, 79.0, {"1": 100.0, "2": 40.0}),
+                                        f"seed{seed}/b": case(50.0, 69.0, {"1": 100.0})},
+                              "loss_components": components},
+        }
+        for seed in (0, 1)
+    }
+    return per_seed, rows
+
+
+def test_report_has_table2_generations_intervals_and_distillation(thin) -> None:
+    per_seed, rows = results(thin)
+    summary = thin.summarise(per_seed, rows, resamples=2000, seed=0)
+    assert summary["table"]["Baseline"]["BD"] == (60.0, 10.0)
+    assert summary["BD_by_generation"]["Baseline"] == {1: 100.0, 2: 60.0, 6: 0.0}
+    differences = {(d["row"], d["reference"], d["metric"]): d for d in summary["paired_differences"]}
+    # Baseline - nnU-Net default: +10 BD on every case
+    assert differences[("Baseline", "nnU-Net default", "BD")]["low"] == 10.0
+    assert differences[("Baseline", "nnU-Net default", "BD")]["excludes_zero"] is True
+    # AD - Baseline in DSC: -1 on every case
+    assert differences[("Baseline + AD", "Baseline", "DSC")]["mean"] == -1.0
+    # AD - Baseline in BD: 0, 0, +1, 0 over the four cases: the interval includes 0
+    assert differences[("Baseline + AD", "Baseline", "BD")]["excludes_zero"] is False
+    assert ("nnU-Net default", "Baseline", "BD") in differences
+    ad = summary["distillation"]["Baseline + AD"]
+    assert ad["per_epoch"][1]["weighted_distillation"] == pytest.approx(0.1 * 1e-3)
+    assert "distillation" not in summary["distillation"]["Baseline"]["per_epoch"][0]
+
+    text = thin.markdown(summary, rows, "header", n_seeds=2)
+    assert "| Baseline | 60.0 ± 10.0 |" in text
+    assert "| Method | gen 1 | gen 2 | gen 6 |" in text
+    assert "Paired per-case difference against Baseline " in text
+    assert "Paired per-case difference against nnU-Net default " in text
+    assert "Baseline vs nnU-Net default: BD +10.0" in text
+    assert "nnU-Net default vs Baseline: BD" not in text  # the mirror of a listed difference is not repeated
+    assert "interval over 4 cases" in text
+    assert "| Baseline + AD | 0.1 | 0.500 -> 0.300 | 0.002 -> 0.001 |" in text
+    assert "0.900->0.950 / 0.800->0.850" in text
+    assert thin.figure(summary, rows, "title")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_absolute_generations_are_preferred_where_the_evaluator_gives_them(thin) -> None:
+    cases = {"a": {"BD_by_generation": {"1": 50.0}, "BD_by_absolute_generation": {"4": 50.0}}}
+    assert thin.generation_cases(cases) == {"a": {"BD_by_generation": {"4": 50.0}}}
+
+
+def test_options_fill_from_the_preset_and_pass_phantom_options_through(thin) -> None:
+    args = thin.parse_arguments(["--spacing", "0.7", "0.7", "0.8", "--epochs", "3"])
+    assert args.seeds == [0, 1, 2] and args.rows == list(thin.ROWS) and args.ad_variants == []
+    assert (args.epochs, args.patch) == (3, thin.PRESETS["cpu"]["patch"])
+    assert args.phantom_options == {"spacing_xyz": [0.7, 0.7, 0.8]}
+    assert thin.parse_arguments(["--preset", "cuda"]).features == thin.PRESETS["cuda"]["features"]
+    labels = [row.label for row in thin.selected_rows(thin.parse_arguments(["--ad-variants", "ad-mean"]))]
+    assert labels[:7] == ["nnU-Net default", "Baseline", "Baseline + cSE", "Baseline + PE", "Baseline + FR",
+                          "Baseline + AD", "Baseline + FR + AD"]
+    assert labels[7:] == ["Baseline + AD (mean)"]
+    with pytest.raises(SystemExit, match="no option no_such_option"):
+        thin.parse_arguments(["--phantom-option", "no_such_option=1"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("NNUNET_AIRWAY_BENCHMARK_TEST") != "1",
+                    reason="opt-in (about 5 minutes on 2 CPU cores): export NNUNET_AIRWAY_BENCHMARK_TEST=1")
+def test_the_benchmark_runs_end_to_end_at_tiny_settings(tmp_path: Path) -> None:
+    """Three rows, one seed, 1 epoch x 2 iterations on three 64^3 phantoms: the whole script, not the result."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("nnUNet_", "NNUNET_AIRWAY_"))}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(SCRIPT.parents[1]), env.get("PYTHONPATH", "")]))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--workdir", str(tmp_path / "work"), "--out", str(out), "--seeds", "0",
+         "--rows", "nnunet", "baseline", "ad", "--train-cases", "2", "--test-cases", "1", "--shape", "64", "64",
+         "64", "--epochs", "1", "--iterations-per-epoch", "2", "--patch", "32", "64", "64", "--device", "cpu",
+         "--bootstrap-resamples", "200"],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "thin_branches.json").read_text())
+    assert list(report["rows"]) == ["nnU-Net default", "Baseline", "Baseline + AD"]
+    assert report["summary"]["distillation"]["Baseline + AD"]["per_epoch"][0]["attention_entropy"]
+    assert "Paired per-case difference against Baseline" in (out / "thin_branches.md").read_text()
+    assert (out / "thin_branches.png").stat().st_size > 0
