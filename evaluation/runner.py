@@ -130,7 +130,8 @@ def evaluate_folder(
     A warning goes to stderr for every reference with voxels outside its largest component (left out).
     References without a prediction are an error (DataError listing them) unless ``allow_missing``.
     ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
-    per case. ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
+    per case. ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean",
+    "std", "n"}.
     """
     check_protocol(protocol)
     if num_processes < 1:
