@@ -16,8 +16,9 @@ MAX_SHOWN = 5
 
 def _examples(values: np.ndarray) -> str:
     odd = values[(values != 0) & (values != 1)]
-    shown = np.unique(odd[: 1 << 20])[:MAX_SHOWN]  # a sample: the message needs examples, not all of them
-    return ", ".join(f"{v:g}" for v in shown.tolist()) + (", ..." if odd.size > len(shown) else "")
+    distinct = np.unique(odd[: 1 << 20])  # a sample: the message needs examples, not all of them
+    shown = ", ".join(f"{v:g}" for v in distinct[:MAX_SHOWN].tolist())
+    return shown + (", ..." if len(distinct) > MAX_SHOWN else "")
 
 
 def is_binary(values: np.ndarray) -> bool:

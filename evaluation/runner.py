@@ -151,7 +151,8 @@ def evaluate_folder(
     References without a prediction are an error (DataError listing them) unless ``allow_missing``.
     ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
     per case; ``mesh_dir`` (an existing folder) gets CASE.ply (coloured surface mesh) and CASE_3d.png
-    (evaluation/render3d.py). ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol", "definitions", "cases", "mean", "std"}.
+    (evaluation/render3d.py). ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol",
+    "definitions", "cases", "mean", "std", "n"}.
     """
     protocol = check_protocol(protocol)
     if num_processes < 1:
