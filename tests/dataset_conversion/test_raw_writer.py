@@ -220,6 +220,7 @@ def test_paper_split_of_90_cases_is_63_9_18() -> None:
     assert paper_split(ids, seed=1) != split
 
 
+@pytest.mark.slow
 def test_cli_converts_and_reports_errors_in_one_line(tmp_path: Path, make) -> None:
     images, labels = _inputs(tmp_path, make, 1)
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_raw"}
@@ -236,6 +237,7 @@ def test_cli_converts_and_reports_errors_in_one_line(tmp_path: Path, make) -> No
     assert (tmp_path / "raw" / "Dataset040_Cli" / "labelsTr" / "case0.nii.gz").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["folder", "lidc", "exact09", "bas", "atm22", "aiib23"])
 def test_every_source_has_help(source: str) -> None:
     result = subprocess.run(["nnunet-airway", "convert", source, "--help"], capture_output=True, text=True)

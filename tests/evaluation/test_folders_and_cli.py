@@ -119,6 +119,7 @@ def test_command_end_to_end(folders: tuple[Path, Path], tmp_path: Path) -> None:
     assert _run(*args[:8], "--no-progress", "--overwrite").returncode == 0
 
 
+@pytest.mark.slow
 def test_command_reports_missing_cases(folders: tuple[Path, Path], tmp_path: Path) -> None:
     pred_dir, ref_dir = folders
     (pred_dir / "airway_001.nii.gz").unlink()

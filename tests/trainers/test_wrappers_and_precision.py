@@ -33,6 +33,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return image, (image > 1.0).float()
 
 
+@pytest.mark.slow
 def test_unwrapped_sees_through_compile() -> None:
     network = small_network()
     assert unwrapped(torch.compile(network)) is network  # wrapping only; nothing is compiled here

@@ -107,6 +107,7 @@ def test_fused_activation_equals_activation_then_block(randomise, kind: str, neg
 
 
 # shape (N, 4, 2, 2, 3); CHUNK_VOXELS 6: one depth plane of one sample per block; 24: two whole samples per block
+@pytest.mark.slow
 @pytest.mark.parametrize(("negative_slope", "n", "chunk_voxels"), [(None, 2, 6), (0.0, 2, 6), (0.01, 2, 6), (0.0, 3, 24)])
 def test_recomputing_function_passes_gradcheck_over_several_blocks(randomise, monkeypatch, negative_slope, n,
                                                                     chunk_voxels) -> None:

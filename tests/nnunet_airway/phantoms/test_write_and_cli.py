@@ -31,6 +31,7 @@ def exit_code_of(argv: list[str]) -> int:
         return int(stop.code)
 
 
+@pytest.mark.slow
 def test_written_files_carry_the_sidecar_geometry_and_the_arrays(tmp_path: Path) -> None:
     cases = write_phantoms(tmp_path / "out", 2, seed=4, shape_zyx=TINY)
     assert cases == ["phantom_000", "phantom_001"]
