@@ -95,3 +95,10 @@ class nnUNetTrainerAirwayFRAD_Adam(nnUNetTrainerAirwayFRAD):
                                      weight_decay=self.weight_decay)
         # exponent 0: a constant rate that still answers nnU-Net's per-epoch scheduler.step(epoch)
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs, exponent=0.0)
+
+
+# the paper's Table 2 rows and this project's two extra settings of the full model: what tests step through
+CORE_VARIANTS: tuple[type[AirwayTrainerBase], ...] = (
+    nnUNetTrainerAirwayBaseline, nnUNetTrainerAirwayCSE, nnUNetTrainerAirwayPE, nnUNetTrainerAirwayFR,
+    nnUNetTrainerAirwayAD, nnUNetTrainerAirwayFRAD, nnUNetTrainerAirwayFRAD_DS, nnUNetTrainerAirwayFRAD_Adam,
+)

@@ -155,10 +155,18 @@ def nnunet_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pa
     return dirs
 
 
+def case_folders(tmp_path: Path, n: int = 2) -> tuple[Path, Path]:
+    """``tmp_path/images`` and ``tmp_path/labels`` with cases ``case0``.. ``case<n-1>`` (seeds 0..n-1)."""
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    for i in range(n):
+        write_case_files(images, labels, f"case{i}", seed=i)
+    return images, labels
+
+
 @pytest.fixture
 def make() -> SimpleNamespace:
     """The writers above, for test modules (importlib import mode cannot import this conftest by name)."""
     return SimpleNamespace(ct_volume=ct_volume, airway_label=airway_label, write_series=write_series,
-                           write_case_files=write_case_files, write_non_ct_objects=write_non_ct_objects,
+                           write_case_files=write_case_files, case_folders=case_folders, write_non_ct_objects=write_non_ct_objects,
                            write_cip_case=write_cip_case,
                            read_nifti=read_nifti, cip_data=DATA)

@@ -18,15 +18,8 @@ from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import read_image, write_image
 
 
-def _inputs(tmp_path: Path, make, n: int = 2) -> tuple[Path, Path]:
-    images, labels = tmp_path / "images", tmp_path / "labels"
-    for i in range(n):
-        make.write_case_files(images, labels, f"case{i}", seed=i)
-    return images, labels
-
-
 def test_an_edited_source_is_converted_again(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 2)
+    images, labels = make.case_folders(tmp_path, 2)
     first = convert_folder(images, labels, 50, "Edit", out_root=tmp_path / "raw", progress=False)
     label_path = labels / "case0.nii.gz"
     label, geometry = read_image(label_path)
@@ -39,7 +32,7 @@ def test_an_edited_source_is_converted_again(tmp_path: Path, make) -> None:
 
 
 def test_a_removed_source_takes_its_files_count_and_split_with_it(tmp_path: Path, make, nnunet_dirs) -> None:
-    images, labels = _inputs(tmp_path, make, 5)
+    images, labels = make.case_folders(tmp_path, 5)
     first = convert_folder(images, labels, 51, "Gone", progress=False, paper_split_seed=0)
     root = first.dataset_dir
     split_file = first.splits_path
@@ -58,7 +51,7 @@ def test_a_removed_source_takes_its_files_count_and_split_with_it(tmp_path: Path
 
 @pytest.mark.slow
 def test_the_cli_reports_removed_cases(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 2)
+    images, labels = make.case_folders(tmp_path, 2)
     args = [sys.executable, "-m", "nnunet_airway", "convert", "folder", "--images", str(images), "--labels",
             str(labels), "-d", "52", "--out-root", str(tmp_path / "raw"), "--no-progress"]
     assert subprocess.run(args, capture_output=True).returncode == 0
@@ -69,7 +62,7 @@ def test_the_cli_reports_removed_cases(tmp_path: Path, make) -> None:
 
 
 def test_a_truncated_source_is_rejected_not_converted(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 2)
+    images, labels = make.case_folders(tmp_path, 2)
     data = (images / "case1.nii.gz").read_bytes()
     (images / "case1.nii.gz").write_bytes(data[: len(data) // 2])
     result = convert_folder(images, labels, 53, "Cut", out_root=tmp_path / "raw", progress=False)
@@ -78,7 +71,7 @@ def test_a_truncated_source_is_rejected_not_converted(tmp_path: Path, make) -> N
 
 
 def test_a_nan_nifti_source_is_rejected(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 2)
+    images, labels = make.case_folders(tmp_path, 2)
     ct, geometry = read_image(images / "case1.nii.gz")
     ct = ct.astype(np.float32)
     ct[2, 3, 4] = np.nan
@@ -88,7 +81,7 @@ def test_a_nan_nifti_source_is_rejected(tmp_path: Path, make) -> None:
 
 
 def test_nothing_converted_leaves_no_folder_and_a_plain_file_does_not_block_the_id(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     (labels / "case0.nii.gz").write_bytes(b"broken")
     raw = tmp_path / "raw"
     with pytest.raises(DataError, match="no case was converted .*nothing was kept"):
@@ -100,7 +93,7 @@ def test_nothing_converted_leaves_no_folder_and_a_plain_file_does_not_block_the_
 
 
 def test_labels_are_optional_for_folders(tmp_path: Path, make) -> None:
-    images, _ = _inputs(tmp_path, make, 1)
+    images, _ = make.case_folders(tmp_path, 1)
     done = subprocess.run([sys.executable, "-m", "nnunet_airway", "convert", "folder", "--images", str(images),
                            "-d", "56", "--out-root", str(tmp_path / "raw"), "--no-progress"],
                           capture_output=True, text=True)
@@ -109,7 +102,7 @@ def test_labels_are_optional_for_folders(tmp_path: Path, make) -> None:
 
 
 def test_a_rerun_with_nothing_to_do_writes_nothing(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     first = convert_folder(images, labels, 57, "Quiet", out_root=tmp_path / "raw", progress=False)
     stamps = {p: p.stat().st_mtime_ns for p in first.dataset_dir.rglob("*") if p.is_file()}
     again = convert_folder(images, labels, 57, "Quiet", out_root=tmp_path / "raw", progress=False)
@@ -146,7 +139,7 @@ def test_a_short_write_under_ulimit_f_fails_in_one_line_and_keeps_no_file(tmp_pa
 
 @pytest.mark.parametrize("where", ["file", "report_list"])
 def test_unusable_outputs_are_one_line_errors(tmp_path: Path, make, where: str) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     raw = tmp_path / "raw"
     if where == "file":
         raw.write_text("not a folder")
@@ -161,7 +154,7 @@ def test_unusable_outputs_are_one_line_errors(tmp_path: Path, make, where: str) 
 
 def test_an_output_under_a_file_is_a_one_line_error(tmp_path: Path, make) -> None:
     # root ignores permissions, so "cannot write here" is made with a path that runs through a regular file
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     (tmp_path / "plain").write_text("x")
     done = _cli(["convert", "folder", "--images", str(images), "--labels", str(labels), "-d", "60", "--out-root",
                  str(tmp_path / "plain" / "raw"), "--no-progress"])

@@ -17,13 +17,6 @@ from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import Geometry, write_image
 
 
-def _inputs(tmp_path: Path, make, n: int = 2) -> tuple[Path, Path]:
-    images, labels = tmp_path / "images", tmp_path / "labels"
-    for i in range(n):
-        make.write_case_files(images, labels, f"case{i}", seed=i)
-    return images, labels
-
-
 def test_layout_and_dataset_json(tmp_path: Path, make) -> None:
     images, labels = tmp_path / "images", tmp_path / "labels"
     make.write_case_files(images, labels, "a")
@@ -73,7 +66,7 @@ def test_real_dicom_with_cip_airway_label_converts(tmp_path: Path, make) -> None
 
 
 def test_label_on_another_grid_is_rejected_with_both_geometries(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     make.write_case_files(images, labels, "shifted")
     shifted = Geometry((0.7, 0.8, 1.25), (-10.0, -20.0, -25.0))
     write_image(labels / "shifted.nii.gz", make.airway_label(make.ct_volume()), shifted)
@@ -93,7 +86,7 @@ def test_label_on_another_grid_is_rejected_with_both_geometries(tmp_path: Path, 
 
 
 def test_label_values_besides_0_and_1_are_named_or_binarised(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     label, geometry = make.read_nifti(labels / "case0.nii.gz")[0], Geometry((0.7, 0.8, 1.25), (-10.0, -20.0, -30.0))
     label[label == 1] = 2
     label[0, 0, :3] = 7
@@ -107,14 +100,14 @@ def test_label_values_besides_0_and_1_are_named_or_binarised(tmp_path: Path, mak
 
 
 def test_no_converted_case_is_an_error(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     (labels / "case0.nii.gz").write_bytes(b"broken")
     with pytest.raises(DataError, match="no case was converted"):
         convert_folder(images, labels, 8, "Broken", out_root=tmp_path / "raw", progress=False)
 
 
 def test_second_run_skips_converted_cases_and_overwrite_redoes_them(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 2)
+    images, labels = make.case_folders(tmp_path, 2)
     first = convert_folder(images, labels, 9, "Again", out_root=tmp_path / "raw", progress=False)
     assert sorted(first.converted) == ["case0", "case1"]
     output = first.dataset_dir / "imagesTr" / "case0_0000.nii.gz"
@@ -132,7 +125,7 @@ def test_second_run_skips_converted_cases_and_overwrite_redoes_them(tmp_path: Pa
 
 
 def test_a_case_missing_from_the_report_is_converted_again_and_temporaries_removed(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 2)
+    images, labels = make.case_folders(tmp_path, 2)
     result = convert_folder(images, labels, 10, "Resume", out_root=tmp_path / "raw", progress=False)
     report = json.loads(result.report_path.read_text())
     del report["cases"]["case1"]  # as if the run had stopped before recording case1
@@ -155,7 +148,7 @@ def test_case_files_appear_together_or_not_at_all(tmp_path: Path, make) -> None:
 
 
 def test_refuses_a_folder_of_another_data_set(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     raw = tmp_path / "raw"
     (raw / "Dataset020_Foreign" / "imagesTr").mkdir(parents=True)
     (raw / "Dataset020_Foreign" / "dataset.json").write_text("{}")
@@ -170,7 +163,7 @@ def test_refuses_a_folder_of_another_data_set(tmp_path: Path, make) -> None:
 
 
 def test_out_root_defaults_to_nnunet_raw(tmp_path: Path, make, monkeypatch: pytest.MonkeyPatch) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     monkeypatch.delenv("nnUNet_raw", raising=False)
     with pytest.raises(DataError, match="nnUNet_raw is not set"):
         convert_folder(images, labels, 3, "Env", progress=False)
@@ -179,14 +172,14 @@ def test_out_root_defaults_to_nnunet_raw(tmp_path: Path, make, monkeypatch: pyte
 
 
 def test_duplicate_case_names_are_an_error(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     make.write_case_files(images, None, "case0", image_name="case0.nrrd")
     with pytest.raises(DataError, match="both give case 'case0'"):
         convert_folder(images, labels, 4, "Dup", out_root=tmp_path / "raw", progress=False)
 
 
 def test_paper_split_is_seeded_and_writes_fold_0(tmp_path: Path, make, nnunet_dirs) -> None:
-    images, labels = _inputs(tmp_path, make, 10)
+    images, labels = make.case_folders(tmp_path, 10)
     result = convert_folder(images, labels, 30, "Paper", progress=False, paper_split_seed=1, num_workers=2)
     root = result.dataset_dir
     assert len(list((root / "imagesTr").iterdir())) == 8 and len(list((root / "imagesTs").iterdir())) == 2
@@ -222,7 +215,7 @@ def test_paper_split_of_90_cases_is_63_9_18() -> None:
 
 @pytest.mark.slow
 def test_cli_converts_and_reports_errors_in_one_line(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_raw"}
     args = ["nnunet-airway", "convert", "folder", "--images", str(images), "--labels", str(labels), "-d", "40"]
     result = subprocess.run(args, capture_output=True, text=True, env=env)
@@ -246,7 +239,7 @@ def test_every_source_has_help(source: str) -> None:
 
 
 def test_inputs_that_cannot_be_used_are_listed_in_the_report(tmp_path: Path, make) -> None:
-    images, labels = _inputs(tmp_path, make, 1)
+    images, labels = make.case_folders(tmp_path, 1)
     make.write_case_files(tmp_path / "elsewhere", labels, "orphan")
     make.write_series(labels / "case1", make.ct_volume())
     make.write_series(images / "case1", make.ct_volume())

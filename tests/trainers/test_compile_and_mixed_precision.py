@@ -13,24 +13,14 @@ import torch
 
 from nnunet_airway.trainers.base import unwrapped
 from nnunet_airway.trainers.standalone import build_trainer, plans_for, set_seed, synthetic_batch
-from nnunet_airway.trainers.variants import (
-    nnUNetTrainerAirwayAD,
-    nnUNetTrainerAirwayBaseline,
-    nnUNetTrainerAirwayCSE,
-    nnUNetTrainerAirwayFR,
-    nnUNetTrainerAirwayFRAD,
-    nnUNetTrainerAirwayFRAD_Adam,
-    nnUNetTrainerAirwayFRAD_DS,
-    nnUNetTrainerAirwayPE,
-)
+from nnunet_airway.trainers.variants import CORE_VARIANTS, nnUNetTrainerAirwayFRAD_DS
 
 pytestmark = pytest.mark.slow
 
 PATCH = (16, 32, 32)
 FEATURES = (2, 4, 4, 4, 4)
 STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
-VARIANTS = [nnUNetTrainerAirwayBaseline, nnUNetTrainerAirwayCSE, nnUNetTrainerAirwayPE, nnUNetTrainerAirwayFR,
-            nnUNetTrainerAirwayAD, nnUNetTrainerAirwayFRAD, nnUNetTrainerAirwayFRAD_DS, nnUNetTrainerAirwayFRAD_Adam]
+VARIANTS = list(CORE_VARIANTS)
 # FRAD_DS runs every code path of Baseline, FR, AD and FRAD (FR's autograd Function, distillation, deep
 # supervision); PE goes through the same Function. Inductor on 2 CPU cores takes minutes per network (over 7
 # minutes for FRAD_DS, PE and cSE together), so the test compiles FRAD_DS alone.

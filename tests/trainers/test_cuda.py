@@ -10,16 +10,7 @@ import torch
 
 from nnunet_airway.trainers.base import unwrapped
 from nnunet_airway.trainers.standalone import build_trainer, plans_for, set_seed, synthetic_batch
-from nnunet_airway.trainers.variants import (
-    nnUNetTrainerAirwayAD,
-    nnUNetTrainerAirwayBaseline,
-    nnUNetTrainerAirwayCSE,
-    nnUNetTrainerAirwayFR,
-    nnUNetTrainerAirwayFRAD,
-    nnUNetTrainerAirwayFRAD_Adam,
-    nnUNetTrainerAirwayFRAD_DS,
-    nnUNetTrainerAirwayPE,
-)
+from nnunet_airway.trainers.variants import CORE_VARIANTS, nnUNetTrainerAirwayFRAD_DS
 
 pytestmark = [pytest.mark.slow, pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -27,8 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.cuda,
 PATCH = (32, 64, 64)
 FEATURES = (8, 16, 32, 64, 64)
 STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
-VARIANTS = [nnUNetTrainerAirwayBaseline, nnUNetTrainerAirwayCSE, nnUNetTrainerAirwayPE, nnUNetTrainerAirwayFR,
-            nnUNetTrainerAirwayAD, nnUNetTrainerAirwayFRAD, nnUNetTrainerAirwayFRAD_DS, nnUNetTrainerAirwayFRAD_Adam]
+VARIANTS = list(CORE_VARIANTS)
 
 
 @pytest.fixture()
