@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -49,8 +50,10 @@ def test_non_editable_install_imports_the_same_modules_from_the_checkout_and_els
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
-                   check=True, capture_output=True)
+    # outside the checkout and without PYTHONPATH, so pip cannot take the checkout for an installed copy
+    clean = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed",
+                    "-q", str(wheel)], check=True, capture_output=True, cwd=tmp_path, env=clean)
     # the dependencies come from this interpreter's site-packages, added without its .pth files, so this
     # project's own editable install cannot answer for the wheel
     dependencies = next(p for p in sys.path if p.endswith("site-packages"))

@@ -60,9 +60,9 @@ def test_crop_parses_to_the_labelled_count_from_the_entering_root(crops: dict, s
     matched = match_truth_branches(score.reference, truth)
     assert matched[0] == truth["crop"]["root"]
     assert not score.branch_counted[0] and score.branch_counted[1:].all()
-    assert score.metrics["branches_reference"] == len(tree.branches) - 1
+    assert score.metrics.branches_reference == len(tree.branches) - 1
     # BD_by_generation counts from the root; the helper reports absolute generations
-    assert min(int(g) for g in score.metrics["BD_by_generation"]) == 1
+    assert min(int(g) for g in score.metrics.BD_by_generation) == 1
     by_absolute = bd_by_absolute_generation(score, truth)
     assert min(int(g) for g in by_absolute) == truth["crop"]["root_generation"] + 1
     assert max(int(g) for g in by_absolute) >= 6

@@ -63,7 +63,7 @@ def test_trainer_builds_steps_and_loads_strictly_for_prediction(name: str, phant
     found = {type(m) for m in network.modules()} & {FeatureRecalibration, ProjectExcite, ChannelSE}
     assert found == ({RECALIBRATION_TYPES[recalibration]} if recalibration else set())
     assert trainer.loss.distillation_weight == distillation_weight
-    assert trainer.loss.reduction == ("mean" if name in MEAN_REDUCTION else "sum")
+    assert trainer.loss.distillation_reduction == ("mean" if name in MEAN_REDUCTION else "sum")
     assert trainer.enable_deep_supervision == deep_supervision
 
     train_loader, _ = trainer.get_dataloaders()
