@@ -13,6 +13,7 @@ from scipy import ndimage
 from nnunet_airway.cli import main
 from nnunet_airway.image_io import read_image
 from nnunet_airway.phantoms import Phantom, case_seed, generate_phantom
+from nnunet_airway.phantoms.preview import preview_panels
 
 CROP_SHAPE, CROP_SPACING = (64, 96, 96), (0.9, 0.9, 0.9)
 
@@ -28,7 +29,7 @@ def test_sidecar_of_a_fixed_seed(lobe: Phantom) -> None:
     crop = dict(truth["crop"])
     rule = crop.pop("label_rule")
     assert crop == {
-        "kind": "lobe", "root": 51, "root_generation": 5, "root_parent": 26, "root_radius_mm": 1.7505,
+        "kind": "lobe", "tree_attempt": 0, "root": 51, "root_generation": 5, "root_parent": 26, "root_radius_mm": 1.7505,
         "root_entry_mm": [67.741, 23.893, -430.862],
         "box_low_mm": [57.85, 23.712, -489.138], "box_high_mm": [144.25, 110.112, -431.538],
         "box_offset_zyx": [60, 214, 252], "chest_grid_shape_zyx": [334, 389, 389],
@@ -109,3 +110,31 @@ def test_command_writes_a_lobe_crop(tmp_path: Path) -> None:
     label, geometry = read_image(out / "labels" / "phantom_000.nii.gz")
     assert label.shape == CROP_SHAPE and int(label.sum()) == truth["label_voxels"]
     assert np.allclose(geometry.origin, truth["origin_xyz"])
+
+
+def test_preview_panels_of_a_crop_show_the_lungs_and_the_labelled_tree(lobe: Phantom) -> None:
+    # a crop has no outside air, so the whole chest's body test found only the chest wall: the MinIP showed
+    # soft tissue (above its -750 HU window) and the MIP in the lungs was blank (-1000)
+    minip, mip, coronal, _ = preview_panels(lobe)
+    assert (mip.image > -900).mean() > 0.5  # vessels and parenchyma inside the lungs
+    assert (minip.image < -750).mean() > 0.5  # lung and airways inside the MinIP's window
+    j = int(np.argmax(lobe.label.sum(axis=(0, 2))))  # the carina is outside a crop: the slice with most label
+    y_mm = lobe.geometry.origin[1] + j * lobe.geometry.spacing[1]
+    assert coronal.title == f"CT coronal slice y={y_mm:.0f} mm (most label)"
+    assert np.array_equal(coronal.image, lobe.ct[:, j, :])
+
+
+@pytest.mark.slow
+def test_a_tree_whose_label_stops_early_is_grown_again_for_a_crop() -> None:
+    # case_seed(0, 10)'s first tree labels 5 branches (two unlabelled gen-2 siblings stop the label), so no
+    # lobe subtree of >= 3 labelled branches exists; choose_crop raised and thin_branches.py stopped on it
+    phantom = generate_phantom(case_seed(0, 10), (128, 160, 160), (0.7, 0.7, 0.7), crop="lobe")
+    assert phantom.truth["crop"]["tree_attempt"] >= 1
+    assert phantom.truth["n_labelled_branches"] >= 3 and phantom.label.any()
+    again = generate_phantom(case_seed(0, 10), (128, 160, 160), (0.7, 0.7, 0.7), crop="lobe")
+    assert np.array_equal(again.ct, phantom.ct) and again.truth == phantom.truth
+
+
+def test_a_box_too_small_for_any_subtree_says_how_many_trees_were_tried() -> None:
+    with pytest.raises(ValueError, match=r"no labelled lobe subtree fits .* \(tried 4 trees for seed 3\)"):
+        generate_phantom(3, (16, 16, 16), (0.7, 0.7, 0.7), crop="lobe")
