@@ -32,6 +32,8 @@ from nnunet_airway.phantoms.tree import Branch, LabelRule, grow_airway_tree, mar
 
 DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
 MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
+# a crop whose tree has no subtree that fits the box (a tree whose label stops early) is grown again
+CROP_TREE_ATTEMPTS = 4
 GENERATOR_VERSION = 2  # 2: crops, scanner models (whole-chest ideal cases unchanged from 1)
 LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
 SPACING_RANGE_MM = (0.01, 100.0)  # a spacing outside this is a typo, not a CT
@@ -197,10 +199,11 @@ def _anatomy_record(chest: Chest) -> dict[str, Any]:
     }
 
 
-def _crop_record(crop: Crop, branches: list[Branch], chest_shape: Sequence[int], entry: np.ndarray) -> dict[str, Any]:
+def _crop_record(crop: Crop, branches: list[Branch], chest_shape: Sequence[int], entry: np.ndarray,
+                 tree_attempt: int) -> dict[str, Any]:
     root = branches[crop.root]
     return {
-        "kind": crop.kind, "root": crop.root, "root_generation": root.generation, "root_parent": root.parent,
+        "kind": crop.kind, "tree_attempt": tree_attempt, "root": crop.root, "root_generation": root.generation, "root_parent": root.parent,
         "root_radius_mm": round(root.radius, 4), "root_entry_mm": _round(entry),
         "box_low_mm": _round(crop.low_mm), "box_high_mm": _round(crop.high_mm),
         "box_offset_zyx": list(crop.offset_zyx), "chest_grid_shape_zyx": list(chest_shape),
@@ -232,25 +235,36 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
     if problem:
         raise ValueError(problem)
     spacing = _spacing(shape_zyx, spacing_xyz, crop)
-    rng = np.random.default_rng(int(seed))
     # the tree grows on the grid of the whole chest; a crop is a box of that grid
     chest_shape = shape_zyx if crop == "chest" else chest_grid_shape(spacing)
-    chest_geometry = image_io.Geometry(spacing, _origin(chest_shape, spacing, rng))
-    chest_grid = Grid(chest_shape, chest_geometry)
-    half_voxel = np.asarray(spacing) / 2.0
-    fov_low = np.asarray(chest_geometry.origin) - half_voxel
-    fov_high = np.asarray(chest_geometry.origin) + np.asarray(chest_shape[::-1]) * np.asarray(spacing) - half_voxel
-    chest = make_chest(fov_low, fov_high, rng)
-    label_min_radius = _label_min_radius(spacing)
-    rule = LabelRule(spacing, label_min_radius)
-    branches = grow_airway_tree(chest, rng, clearance=float(max(spacing)), rule=rule)
-    mark_labelled(branches, rule, drawn_connected=functools.partial(lumen_is_connected, chest_grid))
-    vessels = _vessels(branches, rng, chest.scale)
-    hu = _intensities(rng) if scanner == "ideal" else clinical_intensities(rng)
-    drawn, crop_box = branches, None
+    crop_box, attempt = None, 0
+    for attempt in range(1 if crop == "chest" else CROP_TREE_ATTEMPTS):
+        # attempt 0 draws from the seed alone; a later one (a tree none of whose subtrees fits) from (seed, attempt)
+        rng = np.random.default_rng(int(seed) if attempt == 0 else [int(seed), attempt])
+        chest_geometry = image_io.Geometry(spacing, _origin(chest_shape, spacing, rng))
+        chest_grid = Grid(chest_shape, chest_geometry)
+        half_voxel = np.asarray(spacing) / 2.0
+        fov_low = np.asarray(chest_geometry.origin) - half_voxel
+        fov_high = (np.asarray(chest_geometry.origin) + np.asarray(chest_shape[::-1]) * np.asarray(spacing)
+                    - half_voxel)
+        chest = make_chest(fov_low, fov_high, rng)
+        label_min_radius = _label_min_radius(spacing)
+        rule = LabelRule(spacing, label_min_radius)
+        branches = grow_airway_tree(chest, rng, clearance=float(max(spacing)), rule=rule)
+        mark_labelled(branches, rule, drawn_connected=functools.partial(lumen_is_connected, chest_grid))
+        vessels = _vessels(branches, rng, chest.scale)
+        hu = _intensities(rng) if scanner == "ideal" else clinical_intensities(rng)
+        if crop == "chest":
+            break
+        try:
+            crop_box = choose_crop(branches, crop, shape_zyx, spacing, chest_geometry.origin, rule.min_steps)
+            break
+        except ValueError as error:
+            if attempt == CROP_TREE_ATTEMPTS - 1:
+                raise ValueError(f"{error} (tried {CROP_TREE_ATTEMPTS} trees for seed {seed})") from None
+    drawn = branches
     geometry, grid = chest_geometry, chest_grid
-    if crop != "chest":
-        crop_box = choose_crop(branches, crop, shape_zyx, spacing, chest_geometry.origin, rule.min_steps)
+    if crop_box is not None:
         root = branches[crop_box.root]
         entry = entry_point(root, np.asarray(crop_box.low_mm), np.asarray(crop_box.high_mm), float(max(spacing)))
         drawn = [dataclasses.replace(root, start=entry)] + [branches[i] for i in crop_box.subtree[1:]]
@@ -267,7 +281,7 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
         "coordinates": "physical ITK/LPS mm (x, y, z): +x patient left, +y posterior, +z superior; "
                        "point = origin + spacing * (i, j, k) for array index [k, j, i]",
         "fov_mm": _round(np.asarray(shape_zyx[::-1]) * np.asarray(spacing)), "anatomy_scale": round(chest.scale, 4),
-        "crop": None if crop_box is None else _crop_record(crop_box, branches, chest_shape, drawn[0].start),
+        "crop": None if crop_box is None else _crop_record(crop_box, branches, chest_shape, drawn[0].start, attempt),
         "label_min_radius_mm": round(label_min_radius, 4), "label_min_skeleton_steps": rule.min_steps,
         "anatomy": _anatomy_record(chest),
         "branches": [_branch_record(b, wall_intensity(b.radius, branches[0].radius, hu)) for b in drawn],
