@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binarize", action="store_true",
                         help="make every value > 0 airway, in predictions (unless --threshold) and references "
                              "(default: values other than 0 and 1 are refused)")
+    parser.add_argument("--truth", type=Path, default=None, metavar="DIR",
+                        help="phantoms only: their truth/ folder (CASE.json per case); adds BD per absolute "
+                             "generation (trachea = 0), which differs from BD per generation on crops")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             args.pred, args.ref, protocol=args.protocol, connectivity=args.connectivity,
             num_processes=args.num_processes, allow_missing=args.allow_missing, render_dir=args.render,
             progress=not args.no_progress, cl_dice=not args.no_cldice, threshold=args.threshold,
-            binarize=args.binarize, on_case=save_partial, mesh_dir=args.mesh,
+            binarize=args.binarize, on_case=save_partial, mesh_dir=args.mesh, truth_dir=args.truth,
         )
     except BaseException:
         if not scored:  # nothing worth keeping: leave no empty summary that a rerun would have to --overwrite

@@ -12,6 +12,9 @@ import numpy as np
 from nnunet_airway.evaluation.metrics import DETECTION_THRESHOLD, LEAKAGE_CONNECTIVITY, SCALAR_KEYS, Protocol
 from nnunet_airway.evaluation.tree import MIN_PIECE_VOXELS
 
+# per-generation BD dicts of a case: from the reference's root; absolute (trachea = 0), with phantom truth
+GENERATION_KEYS: tuple[str, ...] = ("BD_by_generation", "BD_by_absolute_generation")
+
 Table = Literal["paper", "atm22", "aiib23", "exact09"]
 TABLES: tuple[Table, ...] = get_args(Table)
 # the console layouts: (key, column title); the JSON and the CSV always hold every key
@@ -67,7 +70,11 @@ DEFINITIONS: dict[str, str] = {
     "precision": "true positive voxels / predicted voxels (0 for an empty prediction).",
     "clDice": "harmonic mean of the share of the prediction's skeleton inside the reference and the share of the "
               "reference skeleton inside the prediction (whole volume, trachea included).",
-    "BD_by_generation": "BD restricted to the branches of each generation (keys are generations).",
+    "BD_by_generation": "BD restricted to the branches of each generation (keys are generations, counted from "
+                        "the reference's root: the trachea, or the branch entering a crop).",
+    "BD_by_absolute_generation": "with --truth (phantoms only): BD per absolute generation (trachea = 0) of the "
+                                 "phantom's truth sidecar, each parsed branch matched to the sidecar branch most of "
+                                 "its centreline lies nearest to.",
     "branches_reference": "number of reference branches scored by BD; branches_detected: how many were detected.",
     "tree_length_mm": "centreline length scored by TD_mm; detected_length_mm: the detected part.",
     "spurs_pruned": "number of terminal spurs pruned from the reference skeleton.",
@@ -130,11 +137,14 @@ def summarise(cases: dict[str, dict], protocol: Protocol) -> dict:
     n: dict = {}
     for name in SCALAR_KEYS:
         mean[name], std[name], n[name] = _mean_std([c.get(name) for c in cases.values()])
-    generations = sorted({g for c in cases.values() for g in c["BD_by_generation"]}, key=int)
-    mean["BD_by_generation"], std["BD_by_generation"], n["BD_by_generation"] = {}, {}, {}
-    for g in generations:
-        m, s, k = _mean_std([c["BD_by_generation"].get(g) for c in cases.values()])
-        mean["BD_by_generation"][g], std["BD_by_generation"][g], n["BD_by_generation"][g] = m, s, k
+    for key in GENERATION_KEYS:
+        if key != "BD_by_generation" and not any(key in c for c in cases.values()):
+            continue
+        generations = sorted({g for c in cases.values() for g in (c.get(key) or {})}, key=int)
+        mean[key], std[key], n[key] = {}, {}, {}
+        for g in generations:
+            m, s, k = _mean_std([(c.get(key) or {}).get(g) for c in cases.values()])
+            mean[key][g], std[key][g], n[key][g] = m, s, k
     return {"protocol": protocol, "definitions": definitions(protocol), "cases": cases, "mean": mean, "std": std,
             "n": n}
 
@@ -181,14 +191,17 @@ def format_table(summary: dict, method: str, table: Table = "paper") -> str:
 
 
 def cases_csv(summary: dict) -> str:
-    """One row per case: every key of CaseMetrics and BD per generation (columns BD_gen<g>)."""
+    """One row per case: every key of CaseMetrics and BD per generation (columns BD_gen<g>; with phantom truth
+    also BD_absgen<g>, absolute generations)."""
     generations = list(summary["mean"]["BD_by_generation"])
-    header = ["case", *SCALAR_KEYS, *(f"BD_gen{g}" for g in generations)]
+    absolute = list(summary["mean"].get("BD_by_absolute_generation") or {})
+    header = ["case", *SCALAR_KEYS, *(f"BD_gen{g}" for g in generations), *(f"BD_absgen{g}" for g in absolute)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for case, m in summary["cases"].items():
         row = [case, *(m.get(k) for k in SCALAR_KEYS),
-               *(m["BD_by_generation"].get(g) for g in generations)]
+               *(m["BD_by_generation"].get(g) for g in generations),
+               *((m.get("BD_by_absolute_generation") or {}).get(g) for g in absolute)]
         writer.writerow(["" if v is None else v for v in row])
     return out.getvalue()

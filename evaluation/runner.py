@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -120,6 +121,7 @@ class CaseTask(NamedTuple):
     threshold: float | None
     binarize: bool
     mesh_dir: str | None
+    truth_path: Path | None = None  # a phantom's sidecar JSON: adds BD_by_absolute_generation
 
 
 def _score_one(task: CaseTask) -> tuple[str, dict]:
@@ -134,7 +136,25 @@ def _score_one(task: CaseTask) -> tuple[str, dict]:
         from nnunet_airway.evaluation.render3d import read_geometry, write_case_mesh
 
         write_case_mesh(score, read_geometry(task.ref_path), task.mesh_dir, task.case)
-    return task.case, score.metrics.as_dict()
+    metrics = score.metrics.as_dict()
+    if task.truth_path is not None:
+        from nnunet_airway.evaluation.phantom_truth import bd_by_absolute_generation
+
+        metrics["BD_by_absolute_generation"] = bd_by_absolute_generation(score, read_truth(task.truth_path))
+    return task.case, metrics
+
+
+def read_truth(path: Path) -> dict:
+    """A phantom's truth sidecar (``truth/CASE.json`` of ``nnunet-airway phantoms``); DataError if unreadable."""
+    try:
+        truth = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot read the phantom truth sidecar ({error}); give --truth the phantoms' "
+                        f"truth/ folder") from None
+    if not isinstance(truth, dict) or not isinstance(truth.get("branches"), list) or "origin_xyz" not in truth:
+        raise DataError(f"{path}: not a phantom truth sidecar (no branches/origin_xyz); give --truth the "
+                        f"phantoms' truth/ folder")
+    return truth
 
 
 def evaluate_folder(
@@ -142,6 +162,7 @@ def evaluate_folder(
     num_processes: int = 1, allow_missing: bool = False, render_dir: str | os.PathLike | None = None,
     progress: bool = True, cl_dice: bool = True, threshold: float | None = None, binarize: bool = False,
     on_case: Callable[[dict], None] | None = None, mesh_dir: str | os.PathLike | None = None,
+    truth_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Score every ``CASE.nii.gz`` of ``pred_dir`` against ``ref_dir/CASE.nii.gz``.
 
@@ -151,7 +172,9 @@ def evaluate_folder(
     References without a prediction are an error (DataError listing them) unless ``allow_missing``.
     ``num_processes`` cases run in parallel processes. ``render_dir`` (an existing folder) gets one PNG
     per case; ``mesh_dir`` (an existing folder) gets CASE.ply (coloured surface mesh) and CASE_3d.png
-    (evaluation/render3d.py). ``cl_dice=False`` skips clDice (faster). Returns the summary dict {"protocol",
+    (evaluation/render3d.py). ``cl_dice=False`` skips clDice (faster). ``truth_dir``: the phantoms' ``truth/``
+    folder (CASE.json per case, a DataError lists the missing ones); every case then also gets
+    ``BD_by_absolute_generation`` (trachea = 0, also on crops). Returns the summary dict {"protocol",
     "definitions", "cases", "mean", "std", "n"}.
     """
     protocol = check_protocol(protocol)
@@ -169,10 +192,17 @@ def evaluate_folder(
         print(f"evaluate: ignoring {len(extra)} prediction(s) without reference: {', '.join(extra)}", file=sys.stderr)
     if not paired:
         raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
+    truth_paths: dict[str, Path | None] = {case: None for case in paired}
+    if truth_dir is not None:
+        truth_paths = {case: Path(truth_dir) / f"{case}.json" for case in paired}
+        absent = [case for case, path in truth_paths.items() if not path.is_file()]
+        if absent:
+            raise DataError(f"{truth_dir}: no truth sidecar for {len(absent)} case(s): {', '.join(absent[:10])}; "
+                            f"give --truth the truth/ folder of the phantoms these labels came from")
     tasks = [
         CaseTask(case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
                  connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize,
-                 None if mesh_dir is None else str(mesh_dir))
+                 None if mesh_dir is None else str(mesh_dir), truth_paths[case])
         for case in paired
     ]
     results: dict[str, dict] = {}

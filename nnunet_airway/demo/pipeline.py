@@ -187,7 +187,8 @@ class PhantomExperiment:
         (folder / "renders").mkdir(parents=True, exist_ok=True)
         (folder / "meshes").mkdir(parents=True, exist_ok=True)
         summary = evaluate_folder(self.prediction_dir(trainer), self.raw_dir / "labelsTs",
-                                  render_dir=folder / "renders", mesh_dir=folder / "meshes")
+                                  render_dir=folder / "renders", mesh_dir=folder / "meshes",
+                                  truth_dir=self.phantom_dir / "truth")
         write_json(folder / "summary.json", summary)
         return {"summary": str(folder / "summary.json"), "mean": summary["mean"], "std": summary["std"],
                 "meshes": str(folder / "meshes")}

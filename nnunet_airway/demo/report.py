@@ -16,10 +16,11 @@ def print_report(experiment, state: dict[str, Any]) -> None:
     summary = json.loads(summary_path.read_text())
     print()
     print(format_table(summary, "FR + AD (demo)"))
-    detected = ", ".join(
-        f"gen {g}: {v:.0f}%" for g, v in summary["mean"]["BD_by_generation"].items() if v is not None
-    )
-    print(f"Branches detected per airway generation: {detected}")
+    # absolute generations (trachea = 0): the evaluator's own count from the root is absolute on whole-chest
+    # phantoms; crops carry BD_by_absolute_generation from their truth sidecars
+    by_generation = summary["mean"].get("BD_by_absolute_generation") or summary["mean"]["BD_by_generation"]
+    detected = ", ".join(f"gen {g}: {v:.0f}%" for g, v in by_generation.items() if v is not None)
+    print(f"Branches detected per airway generation (trachea = 0): {detected}")
     print()
     train = state["stages"]["train"]["result"]
     rows = [

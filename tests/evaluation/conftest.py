@@ -144,3 +144,27 @@ def airway_case() -> Callable[[str], tuple[np.ndarray, tuple[float, float, float
 def tubes() -> Callable[..., np.ndarray]:
     """``tubes(shape, segments, spacing_zyx)``: draw capsules (see ``draw_tubes``)."""
     return draw_tubes
+
+
+@pytest.fixture
+def truth_tree() -> tuple[dict, np.ndarray, np.ndarray]:
+    """(truth sidecar, label, prediction) on a 1 mm grid (21, 41, 50): a root along x (id 7, absolute generation
+    3, entering like a crop's root) with two children (ids 8, 9, generation 4); the prediction misses id 8."""
+    truth = {
+        "origin_xyz": [0.0, 0.0, 0.0], "spacing_xyz": [1.0, 1.0, 1.0],
+        "branches": [
+            {"id": 7, "generation": 3, "labelled": True, "start_mm": [-5.0, 20.0, 10.0], "end_mm": [25.0, 20.0, 10.0]},
+            {"id": 8, "generation": 4, "labelled": True, "start_mm": [25.0, 20.0, 10.0], "end_mm": [45.0, 6.0, 10.0]},
+            {"id": 9, "generation": 4, "labelled": True, "start_mm": [25.0, 20.0, 10.0], "end_mm": [45.0, 34.0, 10.0]},
+        ],
+    }
+    z, y, x = np.mgrid[0:21, 0:41, 0:50].astype(float)
+    points = np.stack([x, y, z], axis=-1)
+    label = np.zeros(z.shape, bool)
+    for b in truth["branches"]:
+        a, e = np.asarray(b["start_mm"]), np.asarray(b["end_mm"])
+        t = np.clip(((points - a) @ (e - a)) / ((e - a) @ (e - a)), 0.0, 1.0)
+        label |= np.linalg.norm(points - a - t[..., None] * (e - a), axis=-1) <= 2.5
+    prediction = label.copy()
+    prediction[:, :20, 30:] = False  # the child towards low y is missed
+    return truth, label.astype(np.uint8), prediction.astype(np.uint8)

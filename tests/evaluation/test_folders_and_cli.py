@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnunet_airway.cli import main as cli_main
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation import evaluate_case, evaluate_folder
 from nnunet_airway.image_io import Geometry, write_image
@@ -126,3 +127,47 @@ def test_command_reports_missing_cases(folders: tuple[Path, Path], tmp_path: Pat
     result = _run("-p", str(pred_dir), "-r", str(ref_dir), "-o", str(tmp_path / "s.json"), "--no-progress")
     assert result.returncode == 1
     assert "airway_001" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+# --- BD per absolute generation from phantom truth sidecars (--truth) ---
+
+@pytest.fixture
+def truth_folders(tmp_path: Path, truth_tree) -> tuple[Path, Path, Path]:
+    """preds/, labels/ and truth/ of one hand-made crop-like case (conftest's truth_tree)."""
+    truth, label, prediction = truth_tree
+    geometry = Geometry(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0))
+    write_image(tmp_path / "labels" / "crop_000.nii.gz", label, geometry)
+    write_image(tmp_path / "preds" / "crop_000.nii.gz", prediction, geometry)
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "truth" / "crop_000.json").write_text(json.dumps(truth))
+    return tmp_path / "preds", tmp_path / "labels", tmp_path / "truth"
+
+
+def test_truth_folder_adds_bd_per_absolute_generation(tmp_path: Path, truth_folders) -> None:
+    preds, labels, truth = truth_folders
+    summary = evaluate_folder(preds, labels, progress=False, truth_dir=truth)
+    case = summary["cases"]["crop_000"]
+    # counted from the root the children are generation 1; the sidecar says 4
+    assert case["BD_by_generation"] == {"1": 50.0}
+    assert case["BD_by_absolute_generation"] == {"4": 50.0}
+    assert summary["mean"]["BD_by_absolute_generation"] == {"4": 50.0}
+    assert summary["n"]["BD_by_absolute_generation"] == {"4": 1}
+    assert "BD_by_absolute_generation" not in evaluate_folder(preds, labels, progress=False)["mean"]
+
+
+def test_truth_folder_without_a_case_is_a_clear_error(tmp_path: Path, truth_folders) -> None:
+    preds, labels, truth = truth_folders
+    (truth / "crop_000.json").unlink()
+    with pytest.raises(DataError, match="no truth sidecar for 1 case.*crop_000.*truth/ folder"):
+        evaluate_folder(preds, labels, progress=False, truth_dir=truth)
+
+
+def test_command_with_truth_writes_absolute_generation_columns(tmp_path: Path, truth_folders) -> None:
+    preds, labels, truth = truth_folders
+    out, table = tmp_path / "s.json", tmp_path / "s.csv"
+    assert cli_main(["evaluate", "-p", str(preds), "-r", str(labels), "--truth", str(truth), "-o", str(out),
+                     "--csv", str(table), "--no-progress"]) == 0
+    header, row = table.read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(","), strict=True))
+    assert values["BD_gen1"] == values["BD_absgen4"] == "50.0"
+    assert json.loads(out.read_text())["cases"]["crop_000"]["BD_by_absolute_generation"] == {"4": 50.0}
