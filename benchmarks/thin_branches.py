@@ -107,7 +107,8 @@ def run_seed(args: argparse.Namespace, rows: list[Row], seed: int, device: str) 
     budget = {"NNUNET_AIRWAY_EPOCHS": str(args.epochs),
               "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": str(args.iterations_per_epoch)}
     experiment = PhantomExperiment(args.workdir / f"seed_{seed}", settings, device,
-                                   tuple(row.trainer for row in rows), budget, phantom_options=args.phantom_options)
+                                   tuple(row.trainer for row in rows), budget, phantom_options=args.phantom_options,
+                                   attention_maps=False)
     state = experiment.run()
     results = {}
     for row in rows:

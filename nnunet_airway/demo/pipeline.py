@@ -73,8 +73,9 @@ class PhantomExperiment:
 
     def __init__(self, workdir: Path, settings: DemoSettings, device: str, trainers: tuple[str, ...] = (TRAINER,),
                  budget: dict[str, str] | None = None, echo=print,
-                 phantom_options: dict[str, Any] | None = None) -> None:
+                 phantom_options: dict[str, Any] | None = None, attention_maps: bool = True) -> None:
         self.workdir = workdir
+        self.attention_maps = attention_maps  # False: no attention stage (benchmarks that do not look at them)
         self.settings = settings
         self.phantom_options = dict(phantom_options or {})
         self.trainers = trainers
@@ -232,9 +233,11 @@ class PhantomExperiment:
                       partial(self.predict, trainer)),
                 Stage(f"evaluate{suffix}", "airway tree metrics, meshes and 3-D pictures of the held-out phantoms",
                       partial(self.evaluate, trainer)),
-                Stage(f"attention{suffix}", "decoder attention maps on the held-out phantoms (nnunet-airway attention)",
-                      partial(self.attention, trainer)),
             ]
+            if self.attention_maps:
+                stages.append(Stage(f"attention{suffix}",
+                                    "decoder attention maps on the held-out phantoms (nnunet-airway attention)",
+                                    partial(self.attention, trainer)))
         return stages
 
     def run(self) -> dict[str, Any]:
