@@ -60,7 +60,7 @@ class SimToRealExperiment(PhantomExperiment):
 
     def __init__(self, workdir: Path, settings: DemoSettings, real: SimToRealSettings, device: str,
                  budget: dict[str, str] | None = None, echo=print) -> None:
-        super().__init__(workdir, settings, device, (TRAINER,), budget, echo)
+        super().__init__(workdir, settings, device, (TRAINER,), budget, echo, attention_maps=False)
         self.real = real
 
     @property
