@@ -128,8 +128,15 @@ def pooled_cases(per_seed: dict[int, dict[str, dict]], label: str) -> dict[str, 
 
 
 def generation_cases(cases: dict[str, dict]) -> dict[str, dict]:
-    """The cases with ``BD_by_generation`` set from the first of GENERATION_KEYS each has."""
+    """The cases with ``BD_by_generation`` set from the first of GENERATION_KEYS they have; SystemExit when only
+    some have the absolute key (summaries from before and after ``evaluate --truth``: their generations differ
+    on crops)."""
     key = next((k for k in GENERATION_KEYS if any(k in case for case in cases.values())), GENERATION_KEYS[-1])
+    without = sorted(name for name, case in cases.items() if key not in case)
+    if without:
+        raise SystemExit(f"{len(without)} case(s) lack {key} ({', '.join(without[:5])}): their evaluation predates "
+                         f"it; remove the 'evaluate ...' stages from their seed's state.json and rerun to score "
+                         f"them again")
     return {name: {"BD_by_generation": case.get(key) or {}} for name, case in cases.items()}
 
 

@@ -140,21 +140,42 @@ def _score_one(task: CaseTask) -> tuple[str, dict]:
     if task.truth_path is not None:
         from nnunet_airway.evaluation.phantom_truth import bd_by_absolute_generation
 
-        metrics["BD_by_absolute_generation"] = bd_by_absolute_generation(score, read_truth(task.truth_path))
+        truth = read_truth(task.truth_path)
+        check_truth_matches(truth, task.truth_path, task.ref_path, score.volume_shape)
+        metrics["BD_by_absolute_generation"] = bd_by_absolute_generation(score, truth)
     return task.case, metrics
 
 
+TRUTH_KEYS = ("branches", "origin_xyz", "spacing_xyz", "shape_zyx")
+TRUTH_BRANCH_KEYS = ("id", "generation", "labelled", "start_mm", "end_mm")
+
+
 def read_truth(path: Path) -> dict:
-    """A phantom's truth sidecar (``truth/CASE.json`` of ``nnunet-airway phantoms``); DataError if unreadable."""
+    """A phantom's truth sidecar (``truth/CASE.json`` of ``nnunet-airway phantoms``); DataError if unreadable or
+    without the keys BD per absolute generation needs."""
     try:
         truth = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: cannot read the phantom truth sidecar ({error}); give --truth the phantoms' "
                         f"truth/ folder") from None
-    if not isinstance(truth, dict) or not isinstance(truth.get("branches"), list) or "origin_xyz" not in truth:
-        raise DataError(f"{path}: not a phantom truth sidecar (no branches/origin_xyz); give --truth the "
+    missing = [key for key in TRUTH_KEYS if not isinstance(truth, dict) or key not in truth]
+    if not missing and isinstance(truth["branches"], list):
+        missing = sorted({key for b in truth["branches"] for key in TRUTH_BRANCH_KEYS
+                          if not isinstance(b, dict) or key not in b})
+    elif not missing:
+        missing = ["branches (a list)"]
+    if missing:
+        raise DataError(f"{path}: not a phantom truth sidecar (no {', '.join(missing)}); give --truth the "
                         f"phantoms' truth/ folder")
     return truth
+
+
+def check_truth_matches(truth: dict, truth_path: Path, ref_path: Path, ref_shape_zyx: tuple[int, ...]) -> None:
+    """DataError unless the sidecar describes the reference (same shape; same voxel count where recorded)."""
+    if [int(n) for n in truth["shape_zyx"]] != [int(n) for n in ref_shape_zyx]:
+        raise DataError(f"{truth_path}: describes a {tuple(truth['shape_zyx'])} phantom but {ref_path} is "
+                        f"{tuple(ref_shape_zyx)}; give --truth the truth/ folder of the phantoms these labels "
+                        f"came from")
 
 
 def evaluate_folder(
@@ -194,11 +215,16 @@ def evaluate_folder(
         raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
     truth_paths: dict[str, Path | None] = {case: None for case in paired}
     if truth_dir is not None:
+        if not Path(truth_dir).is_dir():
+            raise DataError(f"{truth_dir}: no such folder; give --truth the truth/ folder of the phantoms these "
+                            f"labels came from")
         truth_paths = {case: Path(truth_dir) / f"{case}.json" for case in paired}
         absent = [case for case, path in truth_paths.items() if not path.is_file()]
         if absent:
             raise DataError(f"{truth_dir}: no truth sidecar for {len(absent)} case(s): {', '.join(absent[:10])}; "
                             f"give --truth the truth/ folder of the phantoms these labels came from")
+        for path in truth_paths.values():  # every sidecar readable before any case is scored
+            read_truth(path)
     tasks = [
         CaseTask(case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
                  connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize,

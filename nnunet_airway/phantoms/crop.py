@@ -26,6 +26,15 @@ MARGIN_VOXELS = 2  # free voxels between the labelled descendants' walls and the
 ROOT_STUB_RADII = 4.0  # least length of the root inside the box, in its lumen radii (plus the label's steps)
 
 
+class CropDoesNotFit(ValueError):
+    """No subtree of the crop's kind fits the box. ``label_too_shallow``: the tree has no candidate subtree with
+    3 labelled branches at all (its label stops early; another tree may do), rather than a box too small."""
+
+    def __init__(self, message: str, label_too_shallow: bool = False) -> None:
+        super().__init__(message)
+        self.label_too_shallow = label_too_shallow
+
+
 def entry_point(branch: Branch, low_mm: np.ndarray, high_mm: np.ndarray, beyond: float) -> np.ndarray:
     """Where ``branch`` enters the box [low, high] (mm), ``beyond`` mm outside its face: its start when that
     lies outside the box, else the point where its axis, extended back through the start, leaves the box."""
@@ -88,7 +97,7 @@ def choose_crop(branches: list[Branch], kind: str, shape_zyx: Sequence[int], spa
     the box (with ``MARGIN_VOXELS`` and the root's stub) is replaced by its labelled children, recursively.
     The candidate with the most labelled branches is taken (ties: the lower id). The box is centred on what
     it must hold, then pushed away from the root's start as far as that allows, so the root enters through
-    a face. Raises ValueError when not even a pair of labelled branches fits.
+    a face. Raises CropDoesNotFit (a ValueError) when not even a pair of labelled branches fits.
     """
     if kind not in CROP_ROOT_GENERATION:
         raise ValueError(f"crop must be one of {tuple(CROP_ROOT_GENERATION)}, got {kind!r}")
@@ -98,12 +107,14 @@ def choose_crop(branches: list[Branch], kind: str, shape_zyx: Sequence[int], spa
     steps_mm = min_steps * float(spacing.max())
     queue = [b.id for b in branches if b.generation == CROP_ROOT_GENERATION[kind] and b.labelled]
     best: tuple[int, int, np.ndarray, np.ndarray, list[int]] | None = None
+    any_candidate = False  # a subtree with 3 labelled branches was seen (so only the box was too small)
     while queue:
         i = queue.pop(0)
         subtree = descendants(branches, i)
         n_labelled = sum(branches[j].labelled for j in subtree)
         if n_labelled < 3:
             continue
+        any_candidate = True
         low, high = _must_hold(branches, branches[i], subtree, steps_mm)
         if np.all(high - low <= room):
             if best is None or n_labelled > best[0] or (n_labelled == best[0] and i < best[1]):
@@ -111,8 +122,9 @@ def choose_crop(branches: list[Branch], kind: str, shape_zyx: Sequence[int], spa
         else:
             queue.extend(c for c in branches[i].children if branches[c].labelled)
     if best is None:
-        raise ValueError(f"no labelled {kind} subtree fits a box of {tuple(shape_zyx)} voxels at "
-                         f"{tuple(float(s) for s in spacing)} mm; give more voxels or a coarser spacing")
+        raise CropDoesNotFit(f"no labelled {kind} subtree fits a box of {tuple(shape_zyx)} voxels at "
+                             f"{tuple(float(s) for s in spacing)} mm; give more voxels or a coarser spacing",
+                             label_too_shallow=not any_candidate)
     _, root_id, low, high, subtree = best
     root = branches[root_id]
     origin = np.asarray(origin_xyz, float)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from nnunet_airway import image_io
 from nnunet_airway.phantoms.anatomy import ADULT_FOV_MM, Chest, make_chest
 from nnunet_airway.phantoms.case import Phantom
-from nnunet_airway.phantoms.crop import CROPS, Crop, choose_crop, entry_point
+from nnunet_airway.phantoms.crop import CROPS, Crop, CropDoesNotFit, choose_crop, entry_point
 from nnunet_airway.phantoms.preview import write_preview
 from nnunet_airway.phantoms.render import Grid, Intensities, lumen_is_connected, render, wall_intensity
 from nnunet_airway.phantoms.scanner import SCANNER_MODELS, clinical_intensities
@@ -32,7 +32,7 @@ from nnunet_airway.phantoms.tree import Branch, LabelRule, grow_airway_tree, mar
 
 DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
 MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
-# a crop whose tree has no subtree that fits the box (a tree whose label stops early) is grown again
+# a crop whose tree has no candidate subtree (its label stops early) is grown again from (seed, attempt)
 CROP_TREE_ATTEMPTS = 4
 GENERATOR_VERSION = 2  # 2: crops, scanner models (whole-chest ideal cases unchanged from 1)
 LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
@@ -259,9 +259,12 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
         try:
             crop_box = choose_crop(branches, crop, shape_zyx, spacing, chest_geometry.origin, rule.min_steps)
             break
-        except ValueError as error:
+        except CropDoesNotFit as error:
+            if not error.label_too_shallow:  # the box is too small for this tree's subtrees: say so now
+                raise
             if attempt == CROP_TREE_ATTEMPTS - 1:
-                raise ValueError(f"{error} (tried {CROP_TREE_ATTEMPTS} trees for seed {seed})") from None
+                raise CropDoesNotFit(f"{error} (tried {CROP_TREE_ATTEMPTS} trees for seed {seed})",
+                                     label_too_shallow=True) from None
     drawn = branches
     geometry, grid = chest_geometry, chest_grid
     if crop_box is not None:

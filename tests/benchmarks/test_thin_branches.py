@@ -80,6 +80,13 @@ def test_absolute_generations_are_preferred_where_the_evaluator_gives_them(thin)
     assert thin.generation_cases(cases) == {"a": {"BD_by_generation": {"4": 50.0}}}
 
 
+def test_summaries_with_and_without_absolute_generations_are_not_mixed(thin) -> None:
+    cases = {"a": {"BD_by_generation": {"1": 50.0}, "BD_by_absolute_generation": {"4": 50.0}},
+             "b": {"BD_by_generation": {"1": 100.0}}}
+    with pytest.raises(SystemExit, match=r"1 case\(s\) lack BD_by_absolute_generation \(b\)"):
+        thin.generation_cases(cases)
+
+
 def test_options_fill_from_the_preset_and_pass_phantom_options_through(thin) -> None:
     args = thin.parse_arguments(["--spacing", "0.7", "0.7", "0.8", "--epochs", "3"])
     assert args.seeds == [0, 1, 2] and args.rows == list(thin.ROWS) and args.ad_variants == []

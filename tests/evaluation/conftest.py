@@ -151,7 +151,7 @@ def truth_tree() -> tuple[dict, np.ndarray, np.ndarray]:
     """(truth sidecar, label, prediction) on a 1 mm grid (21, 41, 50): a root along x (id 7, absolute generation
     3, entering like a crop's root) with two children (ids 8, 9, generation 4); the prediction misses id 8."""
     truth = {
-        "origin_xyz": [0.0, 0.0, 0.0], "spacing_xyz": [1.0, 1.0, 1.0],
+        "origin_xyz": [0.0, 0.0, 0.0], "spacing_xyz": [1.0, 1.0, 1.0], "shape_zyx": [21, 41, 50],
         "branches": [
             {"id": 7, "generation": 3, "labelled": True, "start_mm": [-5.0, 20.0, 10.0], "end_mm": [25.0, 20.0, 10.0]},
             {"id": 8, "generation": 4, "labelled": True, "start_mm": [25.0, 20.0, 10.0], "end_mm": [45.0, 6.0, 10.0]},

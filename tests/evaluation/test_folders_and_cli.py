@@ -171,3 +171,22 @@ def test_command_with_truth_writes_absolute_generation_columns(tmp_path: Path, t
     values = dict(zip(header.split(","), row.split(","), strict=True))
     assert values["BD_gen1"] == values["BD_absgen4"] == "50.0"
     assert json.loads(out.read_text())["cases"]["crop_000"]["BD_by_absolute_generation"] == {"4": 50.0}
+
+
+def test_truth_of_other_phantoms_is_refused(tmp_path: Path, truth_folders) -> None:
+    preds, labels, truth = truth_folders
+    sidecar = json.loads((truth / "crop_000.json").read_text())
+    (truth / "crop_000.json").write_text(json.dumps({**sidecar, "shape_zyx": [64, 64, 64]}))
+    with pytest.raises(DataError, match=r"crop_000.json: describes a \(64, 64, 64\) phantom but .*crop_000.nii.gz "
+                                        r"is \(21, 41, 50\)"):
+        evaluate_folder(preds, labels, progress=False, truth_dir=truth)
+
+
+def test_a_sidecar_without_the_needed_keys_is_refused_before_scoring(tmp_path: Path, truth_folders) -> None:
+    preds, labels, truth = truth_folders
+    (truth / "crop_000.json").write_text(json.dumps({"branches": [{"id": 1}], "origin_xyz": [0, 0, 0],
+                                                      "spacing_xyz": [1, 1, 1], "shape_zyx": [21, 41, 50]}))
+    with pytest.raises(DataError, match="not a phantom truth sidecar .no end_mm, generation, labelled, start_mm"):
+        evaluate_folder(preds, labels, progress=False, truth_dir=truth)
+    with pytest.raises(DataError, match="no such folder"):
+        evaluate_folder(preds, labels, progress=False, truth_dir=tmp_path / "nowhere")
