@@ -84,8 +84,11 @@ def test_inductor_gives_the_eager_values_and_gradients_of_fr_pe_cse_and_distilla
         value.backward()
         return float(value), [None if q.grad is None else q.grad.clone() for q in module.parameters()]
 
+    # one graph, no break: otherwise Dynamo would leave the Functions to eager and the comparison would be empty
+    explanation = torch._dynamo.explain(module)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
     eager_value, eager_grads = run(module)
-    compiled_value, compiled_grads = run(torch.compile(module, backend="inductor"))
+    compiled_value, compiled_grads = run(torch.compile(module, backend="inductor", fullgraph=True))
     assert compiled_value == pytest.approx(eager_value, rel=1e-5, abs=1e-6)
     assert_same_gradients(eager_grads, compiled_grads, "FR + PE + cSE + distillation")
 
