@@ -21,17 +21,6 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert test_command in [line.strip() for line in readme.splitlines()], f"README.md must show the test command {test_command!r}"
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(out)],
-        check=True, capture_output=True,
-    )
-    (built,) = out.glob("nnunet_airway-*.whl")
-    return built
-
-
 @pytest.mark.slow
 def test_wheel_installs_every_module_under_nnunet_airway(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()

@@ -13,13 +13,10 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_wheel_ships_the_shim_folder_and_trainer_path_points_into_the_installed_package(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q",
-                    "-w", str(tmp_path / "wheel")], check=True, capture_output=True)
-    (wheel,) = (tmp_path / "wheel").glob("nnunet_airway-*.whl")
+def test_wheel_ships_the_shim_folder_and_trainer_path_points_into_the_installed_package(tmp_path: Path,
+                                                                                        wheel: Path) -> None:
     assert "nnunet_airway/trainers/shims/nnunet_airway_trainers.py" in zipfile.ZipFile(wheel).namelist()
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
