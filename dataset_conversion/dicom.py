@@ -41,6 +41,7 @@ GAP_ABSOLUTE_TOLERANCE_MM = 0.02
 MAX_TILT_DEGREES = 0.1
 # stand-in SeriesInstanceUIDs of series whose files carry none start with this
 NO_SERIES_UID_PREFIX = "noSeriesInstanceUID."
+DAMAGED = "damaged DICOM file (cut short or unreadable)"
 # files that are never DICOM; skipping them keeps scans of large trees (LIDC ships XML) fast and quiet
 NOT_DICOM_SUFFIXES = {".xml", ".txt", ".json", ".md", ".csv", ".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd",
                       ".raw", ".zraw", ".png", ".jpg", ".jpeg", ".zip", ".pdf", ".py", ".pkl", ".npy", ".npz"}
@@ -191,6 +192,42 @@ def read_header(path: str | os.PathLike) -> SliceHeader | None:
     )
 
 
+def has_dicom_magic(path: str | os.PathLike) -> bool:
+    """True when the file carries the DICOM preamble's "DICM" marker (bytes 128-131)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
+def is_damaged_dicom(path: str | os.PathLike) -> bool:
+    """A file marked DICOM ("DICM") that pydicom cannot read to its end or that holds no pixel data: cut short
+    or corrupt. (Headers are read tag by tag, so a cut inside the header otherwise looks like a non-DICOM file
+    or a slice without position, and the series shows a gap where the file belongs.)"""
+    if not has_dicom_magic(path):
+        return False
+    try:
+        ds = pydicom.dcmread(str(path), force=True)
+        if "PixelData" not in ds:
+            return True
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is None or syntax.is_compressed:  # a compressed stream has no fixed length to check
+            return False
+        expected = (int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0)
+                    * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("BitsAllocated", 16) or 16) // 8)
+        return len(ds.PixelData) < expected
+    except Exception:  # noqa: BLE001 - any failure to read a file marked DICOM means it is damaged
+        return True
+
+
+def damaged_files(paths: Sequence[str], headers: Sequence[SliceHeader]) -> list[str]:
+    """The files among ``paths`` marked DICOM whose header could not be read (see :func:`is_damaged_dicom`)."""
+    read = {h.path for h in headers}
+    return [p for p in paths if p not in read and is_damaged_dicom(p)]
+
+
 def candidate_files(root: str | os.PathLike) -> list[str]:
     """Every file under ``root`` (recursively, sorted) that may be DICOM, whatever its name."""
     root = Path(root)
@@ -226,7 +263,8 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
         if h.is_localizer:
             series.ignored.append((h.path, "localizer (ImageType LOCALIZER)"))
         elif not h.is_image_slice:
-            series.ignored.append((h.path, f"not an image slice (Modality {h.modality or '?'}, no position)"))
+            series.ignored.append((h.path, DAMAGED if is_damaged_dicom(h.path) else
+                                   f"not an image slice (Modality {h.modality or '?'}, no position)"))
         else:
             series.slices.append(h)
     return sorted(by_uid.values(), key=lambda s: s.series_uid)
@@ -257,8 +295,16 @@ def choose_series(candidates: Sequence[Series]) -> Series:
 
 def find_ct_series(root: str | os.PathLike, min_slices: int = 10, max_slice_thickness: float | None = None,
                    series_uid: str | None = None) -> tuple[Series, list[dict]]:
-    """The CT series to convert under ``root``, and a summary of every series left aside with why."""
-    all_series = scan_dicom(root)
+    """The CT series to convert under ``root``, and a summary of every series left aside with why.
+
+    A damaged file (:func:`is_damaged_dicom`) in a folder of the chosen series is a DataError naming it: it
+    would otherwise leave a gap, or a series too short, where it belongs."""
+    paths = candidate_files(root)
+    headers = read_headers(paths)
+    all_series = group_series(headers)
+    unreadable = damaged_files(paths, headers)
+    if not all_series and unreadable:
+        _refuse_damaged(unreadable)
     if not all_series:
         raise DataError(f"{root}: no DICOM files found; point to a folder holding the slices of one CT series")
     if series_uid is not None:
@@ -277,9 +323,19 @@ def find_ct_series(root: str | os.PathLike, min_slices: int = 10, max_slice_thic
         raise DataError(f"{root}: no CT series with at least {min_slices} slices ({found}); "
                         "check the folder or lower --min-slices")
     chosen = choose_series(eligible)
+    folders = {os.path.dirname(h.path) for h in chosen.slices}
+    _refuse_damaged([p for p in unreadable if os.path.dirname(p) in folders] +
+                    [path for path, reason in chosen.ignored if reason == DAMAGED])
     set_aside += [{**s.summary(), "reason": "another CT series was chosen (most slices, then thinnest)"}
                   for s in eligible if s is not chosen]
     return chosen, set_aside
+
+
+def _refuse_damaged(paths: Sequence[str]) -> None:
+    if paths:
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        raise DataError(f"{paths[0]}: {DAMAGED}" + (f" (also {', '.join(paths[1:3])}{more})" if len(paths) > 1
+                                                     else "") + "; copy it again from the source")
 
 
 def _normal(orientation: Sequence[float]) -> np.ndarray:

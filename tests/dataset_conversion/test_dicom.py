@@ -113,6 +113,30 @@ def test_missing_slice_is_rejected_with_the_gap(tmp_path: Path, make) -> None:
         read_dicom_folder(tmp_path / "s")
 
 
+@pytest.mark.parametrize(("keep_bytes", "message"), [
+    (300, r"damaged DICOM file \(cut short or unreadable\); copy it again from the source"),  # before the UID
+    (800, r"damaged DICOM file \(cut short or unreadable\); copy it again from the source"),  # before Rows
+    (1000, r"pixel data cannot be decoded"),  # inside the pixel data
+])
+def test_a_slice_cut_short_is_named_as_damaged_not_reported_as_a_gap(tmp_path: Path, make, keep_bytes: int,
+                                                                     message: str) -> None:
+    # before, a cut inside the header left the file out and the series showed "gap of 2.5 mm"
+    paths = make.write_series(tmp_path / "s", make.ct_volume((11, 16, 16)))
+    data = Path(paths[6]).read_bytes()
+    Path(paths[6]).write_bytes(data[:keep_bytes])
+    with pytest.raises(DataError, match=rf"{paths[6].name}: {message}"):
+        read_dicom_folder(tmp_path / "s")
+
+
+def test_a_lone_damaged_file_is_named(tmp_path: Path, make) -> None:
+    paths = make.write_series(tmp_path / "s", make.ct_volume((11, 16, 16)))
+    for path in paths[1:]:
+        Path(path).unlink()
+    Path(paths[0]).write_bytes(Path(paths[0]).read_bytes()[:300])
+    with pytest.raises(DataError, match="damaged DICOM file"):
+        read_dicom_folder(tmp_path / "s")
+
+
 def test_non_uniform_spacing_is_rejected(tmp_path: Path, make) -> None:
     z = [0, 1, 2, 3, 4, 5.5, 7, 8.5, 10, 11.5]
     make.write_series(tmp_path / "s", make.ct_volume((10, 16, 16)), positions=[(0, 0, v) for v in z])
