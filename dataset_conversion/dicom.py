@@ -42,6 +42,8 @@ MAX_TILT_DEGREES = 0.1
 # stand-in SeriesInstanceUIDs of series whose files carry none start with this
 NO_SERIES_UID_PREFIX = "noSeriesInstanceUID."
 DAMAGED = "damaged DICOM file (cut short or unreadable)"
+NOT_AN_IMAGE_SLICE = "not an image slice"
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 # files that are never DICOM; skipping them keeps scans of large trees (LIDC ships XML) fast and quiet
 NOT_DICOM_SUFFIXES = {".xml", ".txt", ".json", ".md", ".csv", ".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd",
                       ".raw", ".zraw", ".png", ".jpg", ".jpeg", ".zip", ".pdf", ".py", ".pkl", ".npy", ".npz"}
@@ -203,13 +205,16 @@ def has_dicom_magic(path: str | os.PathLike) -> bool:
 
 
 def is_damaged_dicom(path: str | os.PathLike) -> bool:
-    """A file marked DICOM ("DICM") that pydicom cannot read to its end or that holds no pixel data: cut short
-    or corrupt. (Headers are read tag by tag, so a cut inside the header otherwise looks like a non-DICOM file
-    or a slice without position, and the series shows a gap where the file belongs.)"""
-    if not has_dicom_magic(path):
+    """A file marked DICOM ("DICM") that pydicom cannot read or that holds no (or too little) pixel data: cut
+    short or corrupt. Only asked of files that should be image slices (see :func:`find_ct_series`); a
+    DICOMDIR is never damaged. (Headers are read tag by tag, so a cut inside the header otherwise looks like
+    a non-DICOM file or a slice without position, and the series shows a gap where the file belongs.)"""
+    if not has_dicom_magic(path) or Path(path).name.upper() == "DICOMDIR":
         return False
     try:
         ds = pydicom.dcmread(str(path), force=True)
+        if str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS:
+            return False
         if "PixelData" not in ds:
             return True
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -222,10 +227,14 @@ def is_damaged_dicom(path: str | os.PathLike) -> bool:
         return True
 
 
-def damaged_files(paths: Sequence[str], headers: Sequence[SliceHeader]) -> list[str]:
-    """The files among ``paths`` marked DICOM whose header could not be read (see :func:`is_damaged_dicom`)."""
+def damaged_slices(paths: Sequence[str], headers: Sequence[SliceHeader], series: Sequence[Series]) -> list[str]:
+    """Damaged files (:func:`is_damaged_dicom`) that may belong to ``series``: files in their folders whose
+    header could not be read, and the series' own files set aside as "not an image slice"."""
+    folders = {os.path.dirname(h.path) for s in series for h in s.slices}
     read = {h.path for h in headers}
-    return [p for p in paths if p not in read and is_damaged_dicom(p)]
+    suspects = [p for p in paths if p not in read and os.path.dirname(p) in folders and has_dicom_magic(p)]
+    suspects += [path for s in series for path, reason in s.ignored if reason.startswith(NOT_AN_IMAGE_SLICE)]
+    return [p for p in suspects if is_damaged_dicom(p)]
 
 
 def candidate_files(root: str | os.PathLike) -> list[str]:
@@ -263,8 +272,7 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
         if h.is_localizer:
             series.ignored.append((h.path, "localizer (ImageType LOCALIZER)"))
         elif not h.is_image_slice:
-            series.ignored.append((h.path, DAMAGED if is_damaged_dicom(h.path) else
-                                   f"not an image slice (Modality {h.modality or '?'}, no position)"))
+            series.ignored.append((h.path, f"{NOT_AN_IMAGE_SLICE} (Modality {h.modality or '?'}, no position)"))
         else:
             series.slices.append(h)
     return sorted(by_uid.values(), key=lambda s: s.series_uid)
@@ -297,15 +305,14 @@ def find_ct_series(root: str | os.PathLike, min_slices: int = 10, max_slice_thic
                    series_uid: str | None = None) -> tuple[Series, list[dict]]:
     """The CT series to convert under ``root``, and a summary of every series left aside with why.
 
-    A damaged file (:func:`is_damaged_dicom`) in a folder of the chosen series is a DataError naming it: it
-    would otherwise leave a gap, or a series too short, where it belongs."""
+    A damaged file (:func:`damaged_slices`) in a folder of the chosen series (or, when no series qualifies,
+    of any CT series) is a DataError naming it: it would otherwise leave a gap, or a series too short, where
+    it belongs. In a folder holding several series such a file cannot be told apart, so it stops them all."""
     paths = candidate_files(root)
     headers = read_headers(paths)
     all_series = group_series(headers)
-    unreadable = damaged_files(paths, headers)
-    if not all_series and unreadable:
-        _refuse_damaged(unreadable)
     if not all_series:
+        _refuse_damaged([p for p in paths if is_damaged_dicom(p)])
         raise DataError(f"{root}: no DICOM files found; point to a folder holding the slices of one CT series")
     if series_uid is not None:
         all_series = [s for s in all_series if s.series_uid == series_uid]
@@ -318,14 +325,13 @@ def find_ct_series(root: str | os.PathLike, min_slices: int = 10, max_slice_thic
             eligible.append(s)
         else:
             set_aside.append({**s.summary(), "reason": reason})
-    if not eligible:
+    if not eligible:  # a damaged slice may be why a CT series is too short
+        _refuse_damaged(damaged_slices(paths, headers, [s for s in all_series if s.modality == "CT"]))
         found = "; ".join(f"{d['series_instance_uid']}: {d['reason']}" for d in set_aside)
         raise DataError(f"{root}: no CT series with at least {min_slices} slices ({found}); "
                         "check the folder or lower --min-slices")
     chosen = choose_series(eligible)
-    folders = {os.path.dirname(h.path) for h in chosen.slices}
-    _refuse_damaged([p for p in unreadable if os.path.dirname(p) in folders] +
-                    [path for path, reason in chosen.ignored if reason == DAMAGED])
+    _refuse_damaged(damaged_slices(paths, headers, [chosen]))
     set_aside += [{**s.summary(), "reason": "another CT series was chosen (most slices, then thinnest)"}
                   for s in eligible if s is not chosen]
     return chosen, set_aside

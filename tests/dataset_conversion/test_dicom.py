@@ -7,6 +7,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
+import pydicom.dataset
+import pydicom.uid
 import pytest
 import SimpleITK as sitk
 
@@ -135,6 +138,35 @@ def test_a_lone_damaged_file_is_named(tmp_path: Path, make) -> None:
     Path(paths[0]).write_bytes(Path(paths[0]).read_bytes()[:300])
     with pytest.raises(DataError, match="damaged DICOM file"):
         read_dicom_folder(tmp_path / "s")
+
+
+def _write_object_without_pixels(path: Path, sop_class: str, series_uid: str | None, modality: str) -> None:
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds = pydicom.dataset.FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.Modality = sop_class, modality
+    if series_uid is not None:
+        ds.SeriesInstanceUID = series_uid
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_dicomdir_and_objects_without_pixels_beside_the_slices_are_not_damaged(tmp_path: Path, make) -> None:
+    make.write_series(tmp_path / "s", make.ct_volume((11, 16, 16)))
+    _write_object_without_pixels(tmp_path / "s" / "DICOMDIR", "1.2.840.10008.1.3.10", None, "")
+    _write_object_without_pixels(tmp_path / "s" / "plan.dcm", "1.2.840.10008.5.1.4.1.1.481.5",
+                                 pydicom.uid.generate_uid(), "RTPLAN")
+    volume, set_aside = read_dicom_folder(tmp_path / "s")
+    assert volume.array.shape == (11, 16, 16)
+    assert [d["modality"] for d in set_aside] == ["RTPLAN"]
+
+
+def test_a_damaged_slice_that_leaves_too_few_slices_is_named(tmp_path: Path, make) -> None:
+    paths = make.write_series(tmp_path / "s", make.ct_volume((10, 16, 16)))
+    Path(paths[3]).write_bytes(Path(paths[3]).read_bytes()[:300])
+    with pytest.raises(DataError, match=rf"{paths[3].name}: damaged DICOM file"):
+        read_dicom_folder(tmp_path / "s", min_slices=10)
 
 
 def test_non_uniform_spacing_is_rejected(tmp_path: Path, make) -> None:
