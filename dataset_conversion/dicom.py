@@ -232,7 +232,7 @@ def damaged_slices(paths: Sequence[str], headers: Sequence[SliceHeader], series:
     header could not be read, and the series' own files set aside as "not an image slice"."""
     folders = {os.path.dirname(h.path) for s in series for h in s.slices}
     read = {h.path for h in headers}
-    suspects = [p for p in paths if p not in read and os.path.dirname(p) in folders and has_dicom_magic(p)]
+    suspects = [p for p in paths if p not in read and os.path.dirname(p) in folders]
     suspects += [path for s in series for path, reason in s.ignored if reason.startswith(NOT_AN_IMAGE_SLICE)]
     return [p for p in suspects if is_damaged_dicom(p)]
 

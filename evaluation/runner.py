@@ -122,6 +122,7 @@ class CaseTask(NamedTuple):
     binarize: bool
     mesh_dir: str | None
     truth_path: Path | None = None  # a phantom's sidecar JSON: adds BD_by_absolute_generation
+    truth: dict | None = None  # its content, read once in evaluate_folder
 
 
 def _score_one(task: CaseTask) -> tuple[str, dict]:
@@ -137,12 +138,11 @@ def _score_one(task: CaseTask) -> tuple[str, dict]:
 
         write_case_mesh(score, read_geometry(task.ref_path), task.mesh_dir, task.case)
     metrics = score.metrics.as_dict()
-    if task.truth_path is not None:
+    if task.truth_path is not None and task.truth is not None:
         from nnunet_airway.evaluation.phantom_truth import bd_by_absolute_generation
 
-        truth = read_truth(task.truth_path)
-        check_truth_matches(truth, task.truth_path, task.ref_path, score.volume_shape)
-        metrics["BD_by_absolute_generation"] = bd_by_absolute_generation(score, truth)
+        check_truth_matches(task.truth, task.truth_path, task.ref_path, score.volume_shape)
+        metrics["BD_by_absolute_generation"] = bd_by_absolute_generation(score, task.truth)
     return task.case, metrics
 
 
@@ -214,6 +214,7 @@ def evaluate_folder(
     if not paired:
         raise DataError(f"{pred_dir}: no prediction matches a reference in {ref_dir} by name (CASE{NIFTI_SUFFIX})")
     truth_paths: dict[str, Path | None] = {case: None for case in paired}
+    truths: dict[str, dict] = {}
     if truth_dir is not None:
         if not Path(truth_dir).is_dir():
             raise DataError(f"{truth_dir}: no such folder; give --truth the truth/ folder of the phantoms these "
@@ -223,12 +224,11 @@ def evaluate_folder(
         if absent:
             raise DataError(f"{truth_dir}: no truth sidecar for {len(absent)} case(s): {', '.join(absent[:10])}; "
                             f"give --truth the truth/ folder of the phantoms these labels came from")
-        for path in truth_paths.values():  # every sidecar readable before any case is scored
-            read_truth(path)
+        truths = {case: read_truth(path) for case, path in truth_paths.items()}  # all before any case is scored
     tasks = [
         CaseTask(case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
                  connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize,
-                 None if mesh_dir is None else str(mesh_dir), truth_paths[case])
+                 None if mesh_dir is None else str(mesh_dir), truth_paths[case], truths.get(case))
         for case in paired
     ]
     results: dict[str, dict] = {}
