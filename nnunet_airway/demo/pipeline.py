@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -297,7 +297,7 @@ class TrainingProgress:
     """A progress bar over the training budget (seconds or epochs), fed by the ``progress.json`` the airway
     trainers write into ``fold_dir`` after every epoch (see trainers/progress.py)."""
 
-    def __init__(self, fold_dir: Path, budget: dict[str, str]) -> None:
+    def __init__(self, fold_dir: Path, budget: dict[str, str], stream: TextIO | None = None) -> None:
         from tqdm import tqdm
 
         self.fold_dir = fold_dir
@@ -305,9 +305,10 @@ class TrainingProgress:
         total = float(budget["NNUNET_AIRWAY_TIME_BUDGET_S"]) if self.by_time else int(budget["NNUNET_AIRWAY_EPOCHS"])
         unit = "s" if self.by_time else "epochs"
         self.bar = tqdm(total=int(total), desc="training", unit=unit,
-                        bar_format="{l_bar}{bar}| {n:.0f}/{total} " + unit + " {postfix}")
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total} " + unit + " {postfix}", file=stream)
         self.epochs: list[EpochProgress] = []
         self._read_at: int | None = None
+        self._shown: tuple[int, int] | None = None  # (whole units done, epochs) last drawn
         self._start = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -318,17 +319,24 @@ class TrainingProgress:
         return self.epochs[-1] if self.epochs else None
 
     def refresh(self, _line: str = "") -> None:
-        """Re-read the progress file when it changed and move the bar (called for every console line)."""
+        """Re-read the progress file when it changed and move the bar (called for every console line); the bar
+        is drawn again only when what it shows changed, so a log file gets one line per second or epoch, not one
+        per console line."""
         path = self.fold_dir / PROGRESS_FILE
         modified = path.stat().st_mtime_ns if path.exists() else None
         if modified != self._read_at:
             self.epochs = read_progress(self.fold_dir)
             self._read_at = modified
         done = self.elapsed() if self.by_time else len(self.epochs)
+        shown = (int(min(done, self.bar.total)), len(self.epochs))
+        if shown == self._shown:
+            return
+        self._shown = shown
         self.bar.n = min(done, self.bar.total)
         last = self.last
         self.bar.set_postfix(epoch=len(self.epochs), train_loss=last.train_loss if last else None,
-                             pseudo_dice=last.mean_pseudo_dice if last else None)
+                             pseudo_dice=last.mean_pseudo_dice if last else None, refresh=False)
+        self.bar.refresh()
 
     def close(self) -> None:
         self.refresh()

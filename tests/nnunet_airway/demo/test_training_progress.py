@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from nnunet_airway.demo.pipeline import TrainingProgress
@@ -29,4 +30,19 @@ def test_time_budget_bar_counts_seconds(tmp_path: Path) -> None:
     progress = TrainingProgress(tmp_path, {"NNUNET_AIRWAY_TIME_BUDGET_S": "600"})
     progress.refresh()
     assert 0 <= progress.bar.n < 600 and len(progress.epochs) == 1
+    progress.close()
+
+
+def test_bar_is_drawn_again_only_when_what_it_shows_changes(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    progress = TrainingProgress(tmp_path, {"NNUNET_AIRWAY_EPOCHS": "5"}, stream=stream)
+    for _ in range(50):  # nnU-Net's console lines during one epoch
+        progress.refresh("a console line")
+    draws = stream.getvalue().count("\r")
+    write_progress(tmp_path, [epoch(0, 0.25)])
+    progress.refresh("the epoch's last line")
+    progress.refresh("the next one")
+    assert draws <= 3  # tqdm's own first draw and the bar's first state, not one per line
+    assert stream.getvalue().count("\r") == draws + 1
+    assert "1/5 epochs" in stream.getvalue().split("\r")[-1]
     progress.close()
