@@ -9,7 +9,8 @@ Writes, into --out:
   thin_branches.md    mean +- std of BD, TD, TPR, FPR, DSC per row (Table 2 layout), BD per generation, paired
                       per-case differences against Baseline and nnU-Net default with 95% bootstrap intervals,
                       and the distillation term, segmentation loss and attention-map entropies per epoch
-  thin_branches.json  every number, per seed and case, with the settings, the machine and the wall time
+  thin_branches.json  every number, per seed and case, with the settings, the machine, the wall time and the
+                      stages' summed time
   thin_branches.png   BD per airway generation per row, and the distillation term per epoch
 The work dirs are resumable (rerun the same command after an interruption; rows can be added later).
 ``--crop``, ``--spacing`` and ``--phantom-option`` are passed to the phantom generator (write_phantoms).
@@ -97,9 +98,10 @@ def selected_rows(args: argparse.Namespace) -> list[Row]:
     return [ROWS[key] for key in args.rows] + [AD_VARIANTS[key] for key in args.ad_variants]
 
 
-def run_seed(args: argparse.Namespace, rows: list[Row], seed: int, device: str) -> dict[str, dict]:
+def run_seed(args: argparse.Namespace, rows: list[Row], seed: int, device: str) -> tuple[dict[str, dict], float]:
     """Train, predict and evaluate every row on the phantom data set of ``seed``; per row label its cases
-    (keyed ``seed<seed>/<case>``), training seconds and per-epoch loss components."""
+    (keyed ``seed<seed>/<case>``), training seconds and per-epoch loss components; and the seconds of the
+    stages these rows needed, whichever invocation ran them."""
     settings = DemoSettings(cases=args.train_cases, test_cases=args.test_cases, seed=seed,
                             shape_zyx=tuple(args.shape), dataset_id=args.dataset_id + seed,
                             dataset_name=f"AirwayThinBranches{seed}", features=tuple(args.features),
@@ -120,7 +122,15 @@ def run_seed(args: argparse.Namespace, rows: list[Row], seed: int, device: str) 
             "train_seconds": state["stages"][f"train {row.trainer}"]["result"].get("seconds"),
             "loss_components": json.loads(components.read_text()) if components.exists() else [],
         }
-    return results
+    return results, stage_seconds(state["stages"], [row.trainer for row in rows])
+
+
+def stage_seconds(stages: dict[str, dict], trainers: list[str]) -> float:
+    """Seconds of the data set's stages and of these trainers' train, predict and evaluate stages in a work
+    dir's ledger (other rows trained in the same work dir are not counted)."""
+    wanted = {"phantoms", "convert", "plan_and_preprocess"} | {
+        f"{stage} {trainer}" for trainer in trainers for stage in ("train", "predict", "evaluate")}
+    return sum(entry.get("seconds", 0.0) for name, entry in stages.items() if name in wanted)
 
 
 def pooled_cases(per_seed: dict[int, dict[str, dict]], label: str) -> dict[str, dict]:
@@ -259,14 +269,17 @@ def distillation_markdown(distillation: dict[str, Any]) -> list[str]:
 
 
 def figure(summary: dict[str, Any], rows: list[Row], title: str) -> bytes:
+    import matplotlib
     import matplotlib.ticker
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2)
+    palette = matplotlib.colormaps["tab10" if len(rows) <= 10 else "tab20"]
+    colour = {row.label: palette(index % palette.N) for index, row in enumerate(rows)}  # the same in both panels
     for row in rows:
         means = summary["BD_by_generation"][row.label]
-        left.plot(list(means), list(means.values()), marker="o", label=row.label)
+        left.plot(list(means), list(means.values()), marker="o", label=row.label, color=colour[row.label])
     left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     left.set_xlabel("airway generation")
     left.set_ylabel("branches detected, BD (%)")
@@ -277,7 +290,7 @@ def figure(summary: dict[str, Any], rows: list[Row], title: str) -> bytes:
     for label, d in summary["distillation"].items():
         points = [(e["epoch"], e["distillation"]) for e in d["per_epoch"] if e.get("distillation")]
         if points:
-            right.plot(*zip(*points, strict=True), marker=".", label=label)
+            right.plot(*zip(*points, strict=True), marker=".", label=label, color=colour.get(label))
     right.set_yscale("log")
     right.set_xlabel("epoch")
     right.set_ylabel("distillation term (unweighted)")
@@ -339,8 +352,11 @@ def main(argv: list[str] | None = None) -> None:
     rows = selected_rows(args)
     device = resolve_device(args.device)
     start = time.perf_counter()
-    per_seed = {seed: run_seed(args, rows, seed, device) for seed in args.seeds}
+    runs = {seed: run_seed(args, rows, seed, device) for seed in args.seeds}
     minutes = (time.perf_counter() - start) / 60
+    per_seed = {seed: results for seed, (results, _) in runs.items()}
+    # the rows may come from several invocations on the same work dir: their stages' own seconds add up
+    stage_minutes = sum(seconds for _, seconds in runs.values()) / 60
     machine = cpu_name() if device == "cpu" else _gpu_name()
     n_cases = len(pooled_cases(per_seed, rows[0].label))
     phantoms = f"{args.shape[0]}x{args.shape[1]}x{args.shape[2]} voxels" + (
@@ -349,7 +365,8 @@ def main(argv: list[str] | None = None) -> None:
               f"over {n_cases} held-out cases from {len(per_seed)} seed(s). Settings: {args.train_cases} training / "
               f"{args.test_cases} test phantoms of {phantoms} per seed; network features {args.features}, patch "
               f"{args.patch}; {args.epochs} epochs x {args.iterations_per_epoch} iterations per row, same seed; "
-              f"wall time {minutes:.0f} min.")
+              f"time of every stage of these rows {stage_minutes:.0f} min (this invocation {minutes:.0f} min; "
+              f"stages done by an earlier invocation on the same work dir are reused).")
     summary = summarise(per_seed, rows, args.bootstrap_resamples, args.bootstrap_seed)
     text = markdown(summary, rows, header, len(per_seed))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -359,7 +376,8 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out / "thin_branches.json", {
         "header": header, "settings": settings, "rows": {row.label: row.trainer for row in rows},
         "machine": {"device": device, "name": machine, "platform": platform.platform()},
-        "wall_minutes": round(minutes, 1), "summary": _jsonable(summary), "per_seed": per_seed})
+        "wall_minutes": round(minutes, 1), "stage_minutes": round(stage_minutes, 1), "summary": _jsonable(summary),
+        "per_seed": per_seed})
     write_bytes(args.out / "thin_branches.png", figure(summary, rows, f"BD per generation, {device}, "
                                                        f"{len(per_seed)} seed(s)"))
     print(text)

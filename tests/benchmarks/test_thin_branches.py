@@ -99,3 +99,12 @@ def test_options_fill_from_the_preset_and_pass_phantom_options_through(thin) -> 
     assert labels[7:] == ["Baseline + AD (mean)"]
     with pytest.raises(SystemExit, match="no option no_such_option"):
         thin.parse_arguments(["--phantom-option", "no_such_option=1"])
+
+
+def test_stage_time_counts_the_data_set_and_the_chosen_rows_only(thin) -> None:
+    stages = {"phantoms": {"seconds": 40.0}, "convert": {"seconds": 2.0}, "plan_and_preprocess": {"seconds": 70.0},
+              "train A": {"seconds": 200.0}, "predict A": {"seconds": 60.0}, "evaluate A": {"seconds": 4.0},
+              "train B": {"seconds": 1000.0}, "attention A": {"seconds": 25.0}}
+    assert thin.stage_seconds(stages, ["A"]) == 376.0
+    assert thin.stage_seconds(stages, ["A", "B"]) == 1376.0
+    assert thin.stage_seconds(stages, []) == 112.0
