@@ -59,6 +59,7 @@ AD_VARIANTS = {  # Baseline + AD with the released code's mean reduction and/or 
     "ad-mean-w0.01": Row("Baseline + AD (mean, weight 0.01)", "nnUNetTrainerAirwayAD_mean_w001_Budget", 0.01),
 }
 REFERENCES = ("Baseline", "nnU-Net default")  # each row's paired differences are taken against these
+PAPER_AD = ROWS["ad"].label  # the AD variants are also taken against the paper's setting (sum, weight 0.1)
 COLUMNS = ("BD", "TD", "TPR", "FPR", "DSC")
 # BD per generation: the first key a case has (an absolute-generation key, where the evaluator gives one, first)
 GENERATION_KEYS = ("BD_by_absolute_generation", "BD_by_generation")
@@ -168,6 +169,10 @@ def summarise(per_seed: dict[int, dict[str, dict]], rows: list[Row], resamples: 
             seed_spread[row.label][metric] = mean_std(means)
     generations = {row.label: bd_by_generation(generation_cases(cases[row.label])) for row in rows}
     differences = paired_differences(cases, REFERENCES, COLUMNS, resamples=resamples, seed=seed)
+    variants = {label: cases[label] for label in [PAPER_AD] + [row.label for row in AD_VARIANTS.values()]
+                if label in cases}
+    if PAPER_AD in variants and len(variants) > 1:
+        differences += paired_differences(variants, [PAPER_AD], COLUMNS, resamples=resamples, seed=seed)
     return {"table": table, "seed_spread": seed_spread, "BD_by_generation": generations,
             "paired_differences": [d.as_dict() for d in differences],
             "distillation": distillation_summary(per_seed, rows)}
@@ -222,7 +227,9 @@ def markdown(summary: dict[str, Any], rows: list[Row], header: str, n_seeds: int
 def paired_markdown(differences: list[dict]) -> list[str]:
     lines: list[str] = []
     excluding = []
-    for reference in REFERENCES:
+    references = list(REFERENCES) + [PAPER_AD]
+    pairs = {(d["row"], d["reference"]) for d in differences}
+    for reference in references:
         mine = [d for d in differences if d["reference"] == reference]
         if not mine:
             continue
@@ -238,8 +245,8 @@ def paired_markdown(differences: list[dict]) -> list[str]:
                 digits = 3 if metric == "FPR" else 1
                 cells.append("n/a" if d is None else f"{d['mean']:+.{digits}f} [{d['low']:+.{digits}f}, "
                              f"{d['high']:+.{digits}f}]" + ("*" if d["excludes_zero"] else ""))
-                # Baseline vs nnU-Net default is listed once (not also as nnU-Net default vs Baseline)
-                mirrored = row in REFERENCES and REFERENCES.index(row) > REFERENCES.index(reference)
+                # a pair of references is listed once (Baseline vs nnU-Net default, not also the other way)
+                mirrored = (reference, row) in pairs and references.index(row) > references.index(reference)
                 if d is not None and d["excludes_zero"] and not mirrored:
                     excluding.append(f"{row} vs {reference}: {metric} {d['mean']:+.{digits}f}")
             lines.append(f"| {row} | " + " | ".join(cells) + " |")

@@ -108,3 +108,27 @@ def test_stage_time_counts_the_data_set_and_the_chosen_rows_only(thin) -> None:
     assert thin.stage_seconds(stages, ["A"]) == 376.0
     assert thin.stage_seconds(stages, ["A", "B"]) == 1376.0
     assert thin.stage_seconds(stages, []) == 112.0
+
+
+def test_ad_variants_are_also_taken_against_the_papers_ad(thin) -> None:
+    per_seed, rows = results(thin)
+    variant = thin.AD_VARIANTS["ad-w0.01"]
+    for seed_rows in per_seed.values():  # +5 BD over the paper's AD on every case
+        seed_rows[variant.label] = {"cases": {name: {**c, "BD": c["BD"] + 5.0} for name, c in
+                                              seed_rows["Baseline + AD"]["cases"].items()}, "loss_components": []}
+    summary = thin.summarise(per_seed, rows + [variant], resamples=2000, seed=0)
+    differences = {(d["row"], d["reference"], d["metric"]): d for d in summary["paired_differences"]}
+    assert differences[(variant.label, "Baseline + AD", "BD")]["low"] == 5.0
+    assert not any(d["reference"] == "Baseline + AD" and d["row"] in ("Baseline", "nnU-Net default")
+                   for d in summary["paired_differences"])
+    text = thin.markdown(summary, rows + [variant], "header", n_seeds=2)
+    assert "Paired per-case difference against Baseline + AD " in text
+    assert "Baseline + AD (weight 0.01) vs Baseline + AD: BD +5.0" in text
+    assert "Baseline + AD vs Baseline: DSC -1.0" in text  # not taken for the mirror of a listed pair
+
+
+def test_without_variants_there_is_no_table_against_the_papers_ad(thin) -> None:
+    per_seed, rows = results(thin)
+    summary = thin.summarise(per_seed, rows, resamples=200, seed=0)
+    assert not any(d["reference"] == "Baseline + AD" for d in summary["paired_differences"])
+    assert "against Baseline + AD " not in thin.markdown(summary, rows, "header", n_seeds=2)
