@@ -32,6 +32,7 @@ from nnunet_airway.demo.pipeline import (
     TRAINER,
     DemoSettings,
     PhantomExperiment,
+    predict_worker_arguments,
     resolve_device,
 )
 from nnunet_airway.demo.stages import Stage
@@ -88,7 +89,7 @@ class SimToRealExperiment(PhantomExperiment):
         out = self.real_dir / "prediction"
         run_logged(["nnUNetv2_predict", "-i", str(self.real_dir / "images"), "-o", str(out),
                     "-d", str(self.settings.dataset_id), "-c", CONFIGURATION, "-f", FOLD, "-tr", TRAINER,
-                    "-p", PLANS, "-device", self.device, "--disable_tta", "-npp", "1", "-nps", "1"],
+                    "-p", PLANS, "-device", self.device, "--disable_tta", *predict_worker_arguments(self.device)],
                    {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
         return {"prediction": str(out / f"{CASE}.nii.gz")}
 

@@ -57,6 +57,20 @@ class DemoSettings:
         return f"Dataset{self.dataset_id:03d}_{self.dataset_name}"
 
 
+def worker_processes(cases: int) -> int:
+    """Worker processes for an nnU-Net step over ``cases`` cases: one per case, at most one per CPU and 8. Each
+    worker is a fresh Python importing torch (seconds each on a small machine), so nnU-Net's default of 8
+    fingerprint workers for two phantoms costs more than the work."""
+    return max(1, min(cases, os.cpu_count() or 1, 8))
+
+
+def predict_worker_arguments(device: str) -> list[str]:
+    """``-npp``/``-nps`` for nnUNetv2_predict: none on a CPU, where the network already uses every core and
+    background workers only add process starts; one each beside a GPU."""
+    workers = "0" if device == "cpu" else "1"
+    return ["-npp", workers, "-nps", workers]
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible to torch, else ``cpu``."""
     if device != "auto":
@@ -143,8 +157,9 @@ class PhantomExperiment:
 
     def plan_and_preprocess(self) -> dict[str, Any]:
         env = {key: value for key, value in self.env.items() if key != "nnUNet_n_proc_DA"}
+        workers = worker_processes(self.settings.cases)
         run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(self.settings.dataset_id), "-c", CONFIGURATION,
-                    "--verify_dataset_integrity", "-np", "2"], env, self.log)
+                    "--verify_dataset_integrity", "-np", str(workers), "-npfp", str(workers)], env, self.log)
         preprocessed = Path(self.folders["nnUNet_preprocessed"]) / self.settings.dataset_folder
         plans = write_demo_plans(preprocessed, self.settings.features, self.settings.patch_zyx)
         splits = write_single_split(preprocessed, sorted(self.ledger.result("convert")["training"]))
@@ -177,7 +192,7 @@ class PhantomExperiment:
         run_logged(["nnUNetv2_predict", "-i", str(self.raw_dir / "imagesTs"), "-o", str(out),
                     "-d", str(self.settings.dataset_id), "-c", CONFIGURATION, "-f", FOLD, "-tr", trainer,
                     "-p", PLANS, "-device", self.device, "--disable_tta", "--continue_prediction",
-                    "-npp", "1", "-nps", "1"],
+                    *predict_worker_arguments(self.device)],
                    {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
         return {"predictions": str(out)}
 

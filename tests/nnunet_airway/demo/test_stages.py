@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_airway.demo.pipeline import DemoSettings, PhantomExperiment
+from nnunet_airway.demo.pipeline import DemoSettings, PhantomExperiment, predict_worker_arguments, worker_processes
 
 
 @pytest.fixture(autouse=True)
@@ -30,3 +30,15 @@ def test_attention_maps_false_leaves_the_attention_stages_out(tmp_path: Path) ->
     assert stage_names(tmp_path, attention_maps=False) == [
         "phantoms", "convert", "plan_and_preprocess", "train A", "predict A", "evaluate A",
         "train B", "predict B", "evaluate B"]
+
+
+def test_worker_processes_are_one_per_case_at_most_one_per_cpu_and_eight(monkeypatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert [worker_processes(n) for n in (0, 1, 2, 8)] == [1, 1, 2, 2]
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert [worker_processes(n) for n in (3, 24)] == [3, 8]
+
+
+def test_prediction_starts_no_background_workers_on_a_cpu() -> None:
+    assert predict_worker_arguments("cpu") == ["-npp", "0", "-nps", "0"]
+    assert predict_worker_arguments("cuda") == ["-npp", "1", "-nps", "1"]
