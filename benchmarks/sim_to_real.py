@@ -127,15 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="training time (default 10)")
     parser.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of a time budget")
+    parser.add_argument("--iterations-per-epoch", type=int, default=20,
+                        help="training iterations per epoch (default 20); a time budget is checked after each")
     parser.add_argument("--cases", type=int, default=8, help="training phantoms (default 8)")
     parser.add_argument("--shape", type=int, nargs=3, default=[80, 112, 112], metavar=("Z", "Y", "X"))
     parser.add_argument("--scanner", choices=("ideal", "clinical"), default="clinical")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    settings = DemoSettings(cases=args.cases, test_cases=1, budget_minutes=args.budget_minutes, seed=args.seed,
+    settings = DemoSettings(cases=args.cases, test_cases=1, budget_minutes=args.budget_minutes,
+                            iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
                             shape_zyx=tuple(args.shape), dataset_id=SIM_TO_REAL_DATASET_ID,
                             dataset_name="AirwaySimToReal")
-    budget = None if args.epochs is None else {"NNUNET_AIRWAY_EPOCHS": str(args.epochs)}
+    budget = None if args.epochs is None else {"NNUNET_AIRWAY_EPOCHS": str(args.epochs),
+                                               "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": str(args.iterations_per_epoch)}
     experiment = SimToRealExperiment(args.workdir.resolve(), settings,
                                      SimToRealSettings(args.image.resolve(), args.label.resolve(), args.scanner),
                                      resolve_device(args.device), budget)

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-minutes", type=_positive_float, default=defaults.budget_minutes,
                         help=f"training time in minutes (default {defaults.budget_minutes:g}); the other stages "
                              "add about two minutes on a 2-core CPU")
+    parser.add_argument("--iterations-per-epoch", type=_positive_int(1), default=defaults.iterations_per_epoch,
+                        help=f"training iterations per epoch (default {defaults.iterations_per_epoch}); the budget "
+                             "is checked after each epoch, so an epoch is the smallest step a budget takes")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CUDA when a GPU is visible, else CPU (default)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="phantom seed (default 0)")
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_airway.demo.report import print_report
 
     settings = DemoSettings(cases=args.cases, test_cases=args.test_cases, budget_minutes=args.budget_minutes,
-                            seed=args.seed, shape_zyx=tuple(args.shape))
+                            iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
+                            shape_zyx=tuple(args.shape))
     pipeline = PhantomExperiment(args.workdir.resolve(), settings, resolve_device(args.device), (TRAINER,))
     state = pipeline.run()
     print_report(pipeline, state)

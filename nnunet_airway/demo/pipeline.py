@@ -38,6 +38,9 @@ DEMO_FEATURES = (8, 16, 32, 64, 64)
 DEMO_PATCH_ZYX = (48, 64, 64)
 
 
+BUDGET_SETTINGS = ("budget_minutes", "iterations_per_epoch")  # may change between runs of one work dir
+
+
 @dataclass(frozen=True)
 class DemoSettings:
     """What a work dir is made with; a rerun must use the same data settings (all but the budget)."""
@@ -45,6 +48,7 @@ class DemoSettings:
     cases: int = 8
     test_cases: int = 2
     budget_minutes: float = 4.0
+    iterations_per_epoch: int = 20  # the time budget is checked after each epoch
     seed: int = 0
     shape_zyx: tuple[int, int, int] = (80, 112, 112)
     dataset_id: int = DATASET_ID
@@ -93,7 +97,8 @@ class PhantomExperiment:
         self.settings = settings
         self.phantom_options = dict(phantom_options or {})
         self.trainers = trainers
-        self.budget = budget or {"NNUNET_AIRWAY_TIME_BUDGET_S": str(settings.budget_minutes * 60)}
+        self.budget = budget or {"NNUNET_AIRWAY_TIME_BUDGET_S": str(settings.budget_minutes * 60),
+                                 "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": str(settings.iterations_per_epoch)}
         self.device = device
         self.echo = echo
         self.folders = nnunet_folders(workdir)
@@ -258,7 +263,7 @@ class PhantomExperiment:
     def run(self) -> dict[str, Any]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         check_free_disk(self.workdir)
-        identity = {key: value for key, value in asdict(self.settings).items() if key != "budget_minutes"}
+        identity = {key: value for key, value in asdict(self.settings).items() if key not in BUDGET_SETTINGS}
         if self.phantom_options:  # absent otherwise, so work dirs made before the option still resume
             identity["phantom_options"] = self.phantom_options
         self.ledger = Ledger(self.workdir / "state.json", {**identity, **self.folders})

@@ -26,7 +26,8 @@ def test_tiny_sim_to_real_run_prints_the_scores(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "sim_to_real.py"), "--image", str(DATA / "ct-64.nrrd"),
          "--label", str(DATA / "lm-64.nrrd"), "--workdir", str(tmp_path / "w"), "--cases", "2",
-         "--shape", "64", "80", "80", "--budget-minutes", "0.05", "--device", "cpu"],
+         "--shape", "64", "80", "80", "--budget-minutes", "0.05", "--iterations-per-epoch", "2",
+         "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     line = result.stdout.strip().splitlines()[-1]

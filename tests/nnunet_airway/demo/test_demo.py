@@ -14,7 +14,7 @@ from nnunet_airway.demo.nnunet_runner import NNUNET_FOLDER_VARIABLES
 pytestmark = pytest.mark.slow
 
 TINY = ["--cases", "2", "--test-cases", "1", "--shape", "64", "80", "80", "--budget-minutes", "0.05",
-        "--device", "cpu"]
+        "--iterations-per-epoch", "2", "--device", "cpu"]
 STAGES = ["phantoms", "convert", "plan_and_preprocess", "train", "predict", "evaluate", "attention"]
 
 
@@ -56,6 +56,8 @@ def test_demo_runs_every_stage_and_writes_metrics_pictures_and_a_checkpoint(fini
     train = json.loads((workdir / "state.json").read_text())["stages"]["train"]["result"]
     assert train["epochs"] >= 1  # read from the trainer's progress.json
     assert list(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/progress.json"))
+    (debug,) = workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/debug.json")  # nnU-Net's record of the trainer
+    assert json.loads(debug.read_text())["num_iterations_per_epoch"] == "2"
     assert "DSC" in result.stdout and "Where everything is:" in result.stdout
 
 
@@ -69,7 +71,7 @@ def test_second_run_skips_finished_stages_and_redoes_only_an_unfinished_one(fini
     checkpoint = next(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/checkpoint_final.pth"))
     trained_at = checkpoint.stat().st_mtime_ns
 
-    result = run_demo(workdir)
+    result = run_demo(workdir, "--budget-minutes", "0.1", "--iterations-per-epoch", "3")  # budget may change
 
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in STAGES[:-1]:
