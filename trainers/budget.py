@@ -9,6 +9,9 @@ Environment variables (read when the trainer is built):
   than its 2e-4; on short budgets it gets further than nnU-Net's SGD (the comparison is in docs/trainers.md).
 - ``NNUNET_AIRWAY_ITERATIONS_PER_EPOCH`` (default 20) and ``NNUNET_AIRWAY_SEED`` (default 0): short epochs so
   progress shows often; seeded torch, numpy and random for repeatable runs (with nnUNet_n_proc_DA=0).
+- ``NNUNET_AIRWAY_SKIP_VALIDATION=1``: leave out nnU-Net's validation of the fold after training (the demo and
+  the benchmarks predict and score their own held-out cases; on a CPU the validation's worker processes
+  alone take about 15 s). Unset, nnU-Net validates as always.
 Test-time mirroring is off (nnU-Net's final validation and nnUNetv2_predict then run one pass per window
 instead of eight, which matters on a CPU). A checkpoint is written after every epoch so an interrupted run
 resumes with ``--c`` (a resumed time-budget run gets its whole budget again).
@@ -44,6 +47,7 @@ EPOCHS_VARIABLE = "NNUNET_AIRWAY_EPOCHS"
 ITERATIONS_VARIABLE = "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH"
 SEED_VARIABLE = "NNUNET_AIRWAY_SEED"
 LR_VARIABLE = "NNUNET_AIRWAY_LR"
+SKIP_VALIDATION_VARIABLE = "NNUNET_AIRWAY_SKIP_VALIDATION"
 
 
 class TimeBudgetPolyLR(PolyLRScheduler):
@@ -114,6 +118,13 @@ class TrainingBudgetMixin:
         super().on_epoch_end()
         if self._spent_fraction() >= 1.0:
             raise TimeBudgetSpent
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        if os.environ.get(SKIP_VALIDATION_VARIABLE) == "1":
+            self.print_to_log_file(f"final validation left out ({SKIP_VALIDATION_VARIABLE}=1)",
+                                   also_print_to_console=True)
+            return
+        super().perform_actual_validation(save_probabilities)
 
     def run_training(self) -> None:
         self._started = perf_counter()

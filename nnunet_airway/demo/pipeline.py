@@ -172,7 +172,9 @@ class PhantomExperiment:
 
     def train(self, trainer: str) -> dict[str, Any]:
         env = {key: value for key, value in self.env.items() if not key.startswith("NNUNET_AIRWAY_")}
-        env.update({**self.budget, "NNUNET_AIRWAY_SEED": str(self.settings.seed), "nnUNet_n_proc_DA": "0"})
+        # nnU-Net's validation of the fold is left out: the predict and evaluate stages score the held-out cases
+        env.update({**self.budget, "NNUNET_AIRWAY_SEED": str(self.settings.seed), "nnUNet_n_proc_DA": "0",
+                    "NNUNET_AIRWAY_SKIP_VALIDATION": "1"})
         command = ["nnUNetv2_train", str(self.settings.dataset_id), CONFIGURATION, FOLD, "-tr", trainer,
                    "-p", PLANS, "-device", self.device]
         fold_dir = self.model_dir(trainer) / f"fold_{FOLD}"

@@ -16,6 +16,7 @@ from nnunet_airway.model.unet import FRADUNet
 from nnunet_airway.trainers.budget import (
     EPOCHS_VARIABLE,
     ITERATIONS_VARIABLE,
+    SKIP_VALIDATION_VARIABLE,
     TIME_BUDGET_VARIABLE,
     TrainingBudgetMixin,
 )
@@ -76,9 +77,12 @@ def test_nnunet_default_on_the_budget_builds_and_steps(phantom_dataset, fresh_re
 
 def test_nnunet_default_on_the_budget_trains_and_predicts(phantom_dataset, tmp_path) -> None:
     env = phantom_dataset.env(nnUNet_results=str(tmp_path / "results"), **{EPOCHS_VARIABLE: "1",
-                              ITERATIONS_VARIABLE: "2"})
+                              ITERATIONS_VARIABLE: "2", SKIP_VALIDATION_VARIABLE: "1"})
     env.pop(TIME_BUDGET_VARIABLE, None)
-    phantom_dataset.run(*phantom_dataset.train_argv("nnUNetTrainer_Budget"), env=env)
+    trained = phantom_dataset.run(*phantom_dataset.train_argv("nnUNetTrainer_Budget"), env=env)
+    (fold,) = (tmp_path / "results").glob("*/nnUNetTrainer_Budget__*/fold_0")
+    assert (fold / "checkpoint_final.pth").is_file()
+    assert "final validation left out" in trained.stdout and not (fold / "validation").exists()
     out = tmp_path / "predictions"
     phantom_dataset.run(*phantom_dataset.predict_argv("nnUNetTrainer_Budget", phantom_dataset.raw / "imagesTs",
                                                       out), env=env)

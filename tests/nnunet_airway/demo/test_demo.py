@@ -53,6 +53,8 @@ def test_demo_runs_every_stage_and_writes_metrics_pictures_and_a_checkpoint(fini
     assert [p.name for p in attention.iterdir()] == [f"{case}.png"]
     assert "3-D meshes" in result.stdout and "attention maps" in result.stdout
     assert list(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/checkpoint_final.pth"))
+    # the demo scores its held-out phantoms itself: nnU-Net's validation of the fold is left out
+    assert not list(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/validation"))
     train = json.loads((workdir / "state.json").read_text())["stages"]["train"]["result"]
     assert train["epochs"] >= 1  # read from the trainer's progress.json
     assert list(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/progress.json"))
