@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from nnunet_airway.demo.cli import int_at_least
 from nnunet_airway.demo.nnunet_runner import run_logged
 from nnunet_airway.demo.pipeline import (
     CONFIGURATION,
@@ -37,6 +38,7 @@ from nnunet_airway.demo.pipeline import (
 )
 from nnunet_airway.demo.stages import Stage
 from nnunet_airway.image_io import read_image, write_image, write_json
+from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
 
 CASE = "real"
 SIM_TO_REAL_DATASET_ID = 994
@@ -126,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="training time (default 10)")
-    parser.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of a time budget")
-    parser.add_argument("--iterations-per-epoch", type=int, default=20,
+    parser.add_argument("--epochs", type=int_at_least(1), default=None, help="train this many epochs instead of a time budget")
+    parser.add_argument("--iterations-per-epoch", type=int_at_least(1), default=20,
                         help="training iterations per epoch (default 20); a time budget is checked after each")
-    parser.add_argument("--cases", type=int, default=8, help="training phantoms (default 8)")
+    parser.add_argument("--cases", type=int_at_least(2), default=8, help="training phantoms (default 8)")
     parser.add_argument("--shape", type=int, nargs=3, default=[80, 112, 112], metavar=("Z", "Y", "X"))
     parser.add_argument("--scanner", choices=("ideal", "clinical"), default="clinical")
     parser.add_argument("--seed", type=int, default=0)
@@ -138,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                             iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
                             shape_zyx=tuple(args.shape), dataset_id=SIM_TO_REAL_DATASET_ID,
                             dataset_name="AirwaySimToReal")
-    budget = None if args.epochs is None else {"NNUNET_AIRWAY_EPOCHS": str(args.epochs),
-                                               "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": str(args.iterations_per_epoch)}
+    budget = None if args.epochs is None else {EPOCHS_VARIABLE: str(args.epochs)}  # iterations: the settings
     experiment = SimToRealExperiment(args.workdir.resolve(), settings,
                                      SimToRealSettings(args.image.resolve(), args.label.resolve(), args.scanner),
                                      resolve_device(args.device), budget)

@@ -7,8 +7,8 @@ Rows: nnU-Net default, Baseline, Baseline + cSE, Baseline + PE, Baseline + FR, B
 (``--rows`` picks some), plus the attention-distillation variants named with ``--ad-variants``.
 Writes, into --out:
   thin_branches.md    mean +- std of BD, TD, TPR, FPR, DSC per row (Table 2 layout), BD per generation, paired
-                      per-case differences against Baseline and nnU-Net default with 95% bootstrap intervals,
-                      and the distillation term, segmentation loss and attention-map entropies per epoch
+                      per-case differences against Baseline and nnU-Net default (and of the AD variants
+                      against the paper's AD) with 95% bootstrap intervals, and the distillation term, segmentation loss and attention-map entropies per epoch
   thin_branches.json  every number, per seed and case, with the settings, the machine, the wall time and the
                       stages' summed time
   thin_branches.png   BD per airway generation per row, and the distillation term per epoch
@@ -33,9 +33,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from common import cpu_name
 
+from nnunet_airway.demo.cli import int_at_least
 from nnunet_airway.demo.pipeline import FOLD, DemoSettings, PhantomExperiment, resolve_device
 from nnunet_airway.evaluation.comparison import bd_by_generation, mean_std, paired_differences
 from nnunet_airway.image_io import write_bytes, write_json
+from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
 
 
 class Row(NamedTuple):
@@ -61,6 +63,7 @@ AD_VARIANTS = {  # Baseline + AD with the released code's mean reduction and/or 
 REFERENCES = ("Baseline", "nnU-Net default")  # each row's paired differences are taken against these
 PAPER_AD = ROWS["ad"].label  # the AD variants are also taken against the paper's setting (sum, weight 0.1)
 COLUMNS = ("BD", "TD", "TPR", "FPR", "DSC")
+ROW_STAGES = ("train", "predict", "evaluate")  # the pipeline's stages of one row
 # BD per generation: the first key a case has (an absolute-generation key, where the evaluator gives one, first)
 GENERATION_KEYS = ("BD_by_absolute_generation", "BD_by_generation")
 PRESETS: dict[str, dict[str, Any]] = {
@@ -104,33 +107,33 @@ def run_seed(args: argparse.Namespace, rows: list[Row], seed: int, device: str) 
     (keyed ``seed<seed>/<case>``), training seconds and per-epoch loss components; and the seconds of the
     stages these rows needed, whichever invocation ran them."""
     settings = DemoSettings(cases=args.train_cases, test_cases=args.test_cases, seed=seed,
-                            shape_zyx=tuple(args.shape), dataset_id=args.dataset_id + seed,
-                            dataset_name=f"AirwayThinBranches{seed}", features=tuple(args.features),
-                            patch_zyx=tuple(args.patch))
-    budget = {"NNUNET_AIRWAY_EPOCHS": str(args.epochs),
-              "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": str(args.iterations_per_epoch)}
+                            iterations_per_epoch=args.iterations_per_epoch, shape_zyx=tuple(args.shape),
+                            dataset_id=args.dataset_id + seed, dataset_name=f"AirwayThinBranches{seed}",
+                            features=tuple(args.features), patch_zyx=tuple(args.patch))
+    budget = {EPOCHS_VARIABLE: str(args.epochs)}  # iterations per epoch: from the settings
     experiment = PhantomExperiment(args.workdir / f"seed_{seed}", settings, device,
                                    tuple(row.trainer for row in rows), budget, phantom_options=args.phantom_options,
                                    attention_maps=False)
     state = experiment.run()
     results = {}
     for row in rows:
-        summary = json.loads(Path(state["stages"][f"evaluate {row.trainer}"]["result"]["summary"]).read_text())
+        evaluated = state["stages"][experiment.stage_name("evaluate", row.trainer)]["result"]
+        summary = json.loads(Path(evaluated["summary"]).read_text())
         components = experiment.model_dir(row.trainer) / f"fold_{FOLD}" / "loss_components.json"
         results[row.label] = {
             "trainer": row.trainer,
             "cases": {f"seed{seed}/{case}": metrics for case, metrics in summary["cases"].items()},
-            "train_seconds": state["stages"][f"train {row.trainer}"]["result"].get("seconds"),
+            "train_seconds": state["stages"][experiment.stage_name("train", row.trainer)]["result"].get("seconds"),
             "loss_components": json.loads(components.read_text()) if components.exists() else [],
         }
-    return results, stage_seconds(state["stages"], [row.trainer for row in rows])
+    names = [experiment.stage_name(kind, row.trainer) for row in rows for kind in ROW_STAGES]
+    return results, stage_seconds(state["stages"], names)
 
 
-def stage_seconds(stages: dict[str, dict], trainers: list[str]) -> float:
-    """Seconds of the data set's stages and of these trainers' train, predict and evaluate stages in a work
-    dir's ledger (other rows trained in the same work dir are not counted)."""
-    wanted = {"phantoms", "convert", "plan_and_preprocess"} | {
-        f"{stage} {trainer}" for trainer in trainers for stage in ("train", "predict", "evaluate")}
+def stage_seconds(stages: dict[str, dict], row_stages: list[str]) -> float:
+    """Seconds of the data set's stages and of the named row stages in a work dir's ledger (other rows
+    trained in the same work dir are not counted)."""
+    wanted = {"phantoms", "convert", "plan_and_preprocess", *row_stages}
     return sum(entry.get("seconds", 0.0) for name, entry in stages.items() if name in wanted)
 
 
@@ -323,14 +326,14 @@ def parser() -> argparse.ArgumentParser:
                                                                               for k, r in ROWS.items()))
     parser.add_argument("--ad-variants", nargs="*", choices=list(AD_VARIANTS), default=[],
                         help="extra rows: " + ", ".join(f"{k} = {r.label}" for k, r in AD_VARIANTS.items()))
-    parser.add_argument("--train-cases", type=int)
-    parser.add_argument("--test-cases", type=int)
+    parser.add_argument("--train-cases", type=int_at_least(2))
+    parser.add_argument("--test-cases", type=int_at_least(1))
     parser.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"))
     parser.add_argument("--features", type=int, nargs="+",
                         help="features per stage; stages nnU-Net plans beyond these repeat the last")
     parser.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"))
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--iterations-per-epoch", type=int)
+    parser.add_argument("--epochs", type=int_at_least(1))
+    parser.add_argument("--iterations-per-epoch", type=int_at_least(1))
     parser.add_argument("--crop", help="phantom crop, passed to write_phantoms(crop=...), e.g. lobe")
     parser.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
                         help="phantom voxel spacing in mm, passed to write_phantoms(spacing_xyz=...)")
@@ -349,8 +352,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.phantom_options = phantom_options(args)
-    if "baseline" not in args.rows and "nnunet" not in args.rows:
-        print("note: without the baseline and nnunet rows there are no paired differences")
+    if "baseline" not in args.rows and "nnunet" not in args.rows and not ("ad" in args.rows and args.ad_variants):
+        print("note: without the baseline and nnunet rows (or the ad row and --ad-variants) there are no paired "
+              "differences")
     return args
 
 

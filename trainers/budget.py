@@ -10,8 +10,8 @@ Environment variables (read when the trainer is built):
 - ``NNUNET_AIRWAY_ITERATIONS_PER_EPOCH`` (default 20) and ``NNUNET_AIRWAY_SEED`` (default 0): short epochs so
   progress shows often; seeded torch, numpy and random for repeatable runs (with nnUNet_n_proc_DA=0).
 - ``NNUNET_AIRWAY_SKIP_VALIDATION=1``: leave out nnU-Net's validation of the fold after training (the demo and
-  the benchmarks predict and score their own held-out cases; on a CPU the validation's worker processes
-  alone take about 15 s). Unset, nnU-Net validates as always.
+  the benchmarks predict and score their own held-out cases; on a 2-core CPU the validation took 17-20 s,
+  mostly its worker pools starting). Unset, nnU-Net validates as always.
 Test-time mirroring is off (nnU-Net's final validation and nnUNetv2_predict then run one pass per window
 instead of eight, which matters on a CPU). A checkpoint is written after every epoch so an interrupted run
 resumes with ``--c`` (a resumed time-budget run gets its whole budget again).
@@ -30,6 +30,14 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_airway.trainers.base import DEFAULT_DEVICE
+from nnunet_airway.trainers.budget_variables import (
+    EPOCHS_VARIABLE,
+    ITERATIONS_VARIABLE,
+    LR_VARIABLE,
+    SEED_VARIABLE,
+    SKIP_VALIDATION_VARIABLE,
+    TIME_BUDGET_VARIABLE,
+)
 from nnunet_airway.trainers.variants import (
     nnUNetTrainerAirwayAD,
     nnUNetTrainerAirwayAD_mean,
@@ -41,13 +49,6 @@ from nnunet_airway.trainers.variants import (
     nnUNetTrainerAirwayFRAD,
     nnUNetTrainerAirwayPE,
 )
-
-TIME_BUDGET_VARIABLE = "NNUNET_AIRWAY_TIME_BUDGET_S"
-EPOCHS_VARIABLE = "NNUNET_AIRWAY_EPOCHS"
-ITERATIONS_VARIABLE = "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH"
-SEED_VARIABLE = "NNUNET_AIRWAY_SEED"
-LR_VARIABLE = "NNUNET_AIRWAY_LR"
-SKIP_VALIDATION_VARIABLE = "NNUNET_AIRWAY_SKIP_VALIDATION"
 
 
 class TimeBudgetPolyLR(PolyLRScheduler):

@@ -11,7 +11,8 @@ import argparse
 from pathlib import Path
 
 
-def _positive_int(minimum: int):
+def int_at_least(minimum: int):
+    """argparse type: an integer of at least ``minimum``; a usage error names the value otherwise."""
     def parse(text: str) -> int:
         value = int(text)
         if value < minimum:
@@ -34,17 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("airway_demo"),
                         help="folder for everything the demo writes (default: ./airway_demo); the nnU-Net folders "
                              "go inside it unless nnUNet_raw, nnUNet_preprocessed and nnUNet_results are all set")
-    parser.add_argument("--cases", type=_positive_int(2), default=defaults.cases,
+    parser.add_argument("--cases", type=int_at_least(2), default=defaults.cases,
                         help=f"training phantoms (default {defaults.cases}); {defaults.test_cases} more are held out")
-    parser.add_argument("--test-cases", type=_positive_int(1), default=defaults.test_cases,
+    parser.add_argument("--test-cases", type=int_at_least(1), default=defaults.test_cases,
                         help=f"held-out phantoms that are predicted and evaluated (default {defaults.test_cases})")
-    parser.add_argument("--shape", type=_positive_int(64), nargs=3, default=list(defaults.shape_zyx),
+    parser.add_argument("--shape", type=int_at_least(64), nargs=3, default=list(defaults.shape_zyx),
                         metavar=("Z", "Y", "X"), help="phantom size in voxels (default %(default)s; the chest "
                         "always spans 350 x 350 x 300 mm, so smaller is coarser)")
     parser.add_argument("--budget-minutes", type=_positive_float, default=defaults.budget_minutes,
                         help=f"training time in minutes (default {defaults.budget_minutes:g}); the other stages "
                              "add about two minutes on a 2-core CPU")
-    parser.add_argument("--iterations-per-epoch", type=_positive_int(1), default=defaults.iterations_per_epoch,
+    parser.add_argument("--iterations-per-epoch", type=int_at_least(1), default=defaults.iterations_per_epoch,
                         help=f"training iterations per epoch (default {defaults.iterations_per_epoch}); the budget "
                              "is checked after each epoch, so an epoch is the smallest step a budget takes")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

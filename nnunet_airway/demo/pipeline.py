@@ -23,6 +23,14 @@ from nnunet_airway.demo.nnunet_runner import nnunet_folders, run_logged
 from nnunet_airway.demo.stages import Ledger, Stage, run_stages
 from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import write_json
+from nnunet_airway.trainers.budget_variables import (
+    BUDGET_PREFIX,
+    EPOCHS_VARIABLE,
+    ITERATIONS_VARIABLE,
+    SEED_VARIABLE,
+    SKIP_VALIDATION_VARIABLE,
+    TIME_BUDGET_VARIABLE,
+)
 from nnunet_airway.trainers.progress import PROGRESS_FILE, EpochProgress, read_progress
 
 DATASET_ID = 990
@@ -97,8 +105,8 @@ class PhantomExperiment:
         self.settings = settings
         self.phantom_options = dict(phantom_options or {})
         self.trainers = trainers
-        self.budget = budget or {"NNUNET_AIRWAY_TIME_BUDGET_S": str(settings.budget_minutes * 60),
-                                 "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": str(settings.iterations_per_epoch)}
+        self.budget = dict(budget or {TIME_BUDGET_VARIABLE: str(settings.budget_minutes * 60)})
+        self.budget.setdefault(ITERATIONS_VARIABLE, str(settings.iterations_per_epoch))
         self.device = device
         self.echo = echo
         self.folders = nnunet_folders(workdir)
@@ -171,10 +179,10 @@ class PhantomExperiment:
         return {"plans": str(plans), "splits": str(splits)}
 
     def train(self, trainer: str) -> dict[str, Any]:
-        env = {key: value for key, value in self.env.items() if not key.startswith("NNUNET_AIRWAY_")}
+        env = {key: value for key, value in self.env.items() if not key.startswith(BUDGET_PREFIX)}
         # nnU-Net's validation of the fold is left out: the predict and evaluate stages score the held-out cases
-        env.update({**self.budget, "NNUNET_AIRWAY_SEED": str(self.settings.seed), "nnUNet_n_proc_DA": "0",
-                    "NNUNET_AIRWAY_SKIP_VALIDATION": "1"})
+        env.update({**self.budget, SEED_VARIABLE: str(self.settings.seed), "nnUNet_n_proc_DA": "0",
+                    SKIP_VALIDATION_VARIABLE: "1"})
         command = ["nnUNetv2_train", str(self.settings.dataset_id), CONFIGURATION, FOLD, "-tr", trainer,
                    "-p", PLANS, "-device", self.device]
         fold_dir = self.model_dir(trainer) / f"fold_{FOLD}"
@@ -237,6 +245,11 @@ class PhantomExperiment:
                 raise DataError(f"{other}: nnU-Net data set id {self.settings.dataset_id} is taken by another data "
                                 f"set; {ours} needs it: move that folder or unset the nnU-Net folder variables")
 
+    def stage_name(self, kind: str, trainer: str) -> str:
+        """The ledger's name of a per-trainer stage (``kind``: train, predict, evaluate, attention): the bare
+        kind when the experiment has one trainer (as the demo's work dirs always had), else ``<kind> <trainer>``."""
+        return kind if len(self.trainers) == 1 else f"{kind} {trainer}"
+
     def stages(self) -> list[Stage]:
         budget = ", ".join(f"{key}={value}" for key, value in self.budget.items())
         stages = [
@@ -247,17 +260,17 @@ class PhantomExperiment:
                   self.plan_and_preprocess),
         ]
         for trainer in self.trainers:
-            suffix = "" if len(self.trainers) == 1 else f" {trainer}"
             stages += [
-                Stage(f"train{suffix}", f"nnUNetv2_train -tr {trainer} on {self.device} ({budget})",
+                Stage(self.stage_name("train", trainer), f"nnUNetv2_train -tr {trainer} on {self.device} ({budget})",
                       partial(self.train, trainer)),
-                Stage(f"predict{suffix}", f"nnUNetv2_predict -tr {trainer} on the held-out phantoms",
+                Stage(self.stage_name("predict", trainer), f"nnUNetv2_predict -tr {trainer} on the held-out phantoms",
                       partial(self.predict, trainer)),
-                Stage(f"evaluate{suffix}", "airway tree metrics, meshes and 3-D pictures of the held-out phantoms",
+                Stage(self.stage_name("evaluate", trainer),
+                      "airway tree metrics, meshes and 3-D pictures of the held-out phantoms",
                       partial(self.evaluate, trainer)),
             ]
             if self.attention_maps:
-                stages.append(Stage(f"attention{suffix}",
+                stages.append(Stage(self.stage_name("attention", trainer),
                                     "decoder attention maps on the held-out phantoms (nnunet-airway attention)",
                                     partial(self.attention, trainer)))
         return stages
@@ -323,8 +336,8 @@ class TrainingProgress:
         from tqdm import tqdm
 
         self.fold_dir = fold_dir
-        self.by_time = "NNUNET_AIRWAY_TIME_BUDGET_S" in budget
-        total = float(budget["NNUNET_AIRWAY_TIME_BUDGET_S"]) if self.by_time else int(budget["NNUNET_AIRWAY_EPOCHS"])
+        self.by_time = TIME_BUDGET_VARIABLE in budget
+        total = float(budget[TIME_BUDGET_VARIABLE]) if self.by_time else int(budget[EPOCHS_VARIABLE])
         unit = "s" if self.by_time else "epochs"
         self.bar = tqdm(total=int(total), desc="training", unit=unit,
                         bar_format="{l_bar}{bar}| {n:.0f}/{total} " + unit + " {postfix}", file=stream)

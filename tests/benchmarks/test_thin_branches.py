@@ -105,9 +105,16 @@ def test_stage_time_counts_the_data_set_and_the_chosen_rows_only(thin) -> None:
     stages = {"phantoms": {"seconds": 40.0}, "convert": {"seconds": 2.0}, "plan_and_preprocess": {"seconds": 70.0},
               "train A": {"seconds": 200.0}, "predict A": {"seconds": 60.0}, "evaluate A": {"seconds": 4.0},
               "train B": {"seconds": 1000.0}, "attention A": {"seconds": 25.0}}
-    assert thin.stage_seconds(stages, ["A"]) == 376.0
-    assert thin.stage_seconds(stages, ["A", "B"]) == 1376.0
+    assert thin.stage_seconds(stages, ["train A", "predict A", "evaluate A"]) == 376.0
+    assert thin.stage_seconds(stages, ["train A", "predict A", "evaluate A", "train B"]) == 1376.0
     assert thin.stage_seconds(stages, []) == 112.0
+
+
+@pytest.mark.parametrize("argv", [["--iterations-per-epoch", "0"], ["--epochs", "0"], ["--train-cases", "1"]])
+def test_counts_too_small_to_train_are_usage_errors(thin, argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as raised:
+        thin.parse_arguments(argv)
+    assert raised.value.code == 2 and "give at least" in capsys.readouterr().err
 
 
 def test_ad_variants_are_also_taken_against_the_papers_ad(thin) -> None:

@@ -42,3 +42,22 @@ def test_worker_processes_are_one_per_case_at_most_one_per_cpu_and_eight(monkeyp
 def test_prediction_starts_no_background_workers_on_a_cpu() -> None:
     assert predict_worker_arguments("cpu") == ["-npp", "0", "-nps", "0"]
     assert predict_worker_arguments("cuda") == ["-npp", "1", "-nps", "1"]
+
+
+def test_one_trainer_keeps_the_bare_stage_names_and_stage_name_says_so(tmp_path: Path) -> None:
+    experiment = PhantomExperiment(tmp_path, DemoSettings(), "cpu", ("A",), attention_maps=False)
+    assert [stage.name for stage in experiment.stages()][3:] == ["train", "predict", "evaluate"]
+    assert experiment.stage_name("evaluate", "A") == "evaluate"
+    two = PhantomExperiment(tmp_path, DemoSettings(), "cpu", ("A", "B"))
+    assert two.stage_name("evaluate", "B") == "evaluate B"
+
+
+def test_iterations_per_epoch_reach_every_budget_unless_the_budget_names_them(tmp_path: Path) -> None:
+    settings = DemoSettings(budget_minutes=2.0, iterations_per_epoch=3)
+    assert PhantomExperiment(tmp_path, settings, "cpu").budget == {
+        "NNUNET_AIRWAY_TIME_BUDGET_S": "120.0", "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": "3"}
+    by_epochs = PhantomExperiment(tmp_path, settings, "cpu", budget={"NNUNET_AIRWAY_EPOCHS": "5"})
+    assert by_epochs.budget == {"NNUNET_AIRWAY_EPOCHS": "5", "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": "3"}
+    named = PhantomExperiment(tmp_path, settings, "cpu", budget={"NNUNET_AIRWAY_EPOCHS": "5",
+                                                                 "NNUNET_AIRWAY_ITERATIONS_PER_EPOCH": "7"})
+    assert named.budget["NNUNET_AIRWAY_ITERATIONS_PER_EPOCH"] == "7"
