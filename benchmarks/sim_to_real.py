@@ -66,6 +66,11 @@ class SimToRealExperiment(PhantomExperiment):
         super().__init__(workdir, settings, device, (TRAINER,), budget, echo, attention_maps=False)
         self.real = real
 
+    def identity(self) -> dict[str, Any]:
+        # the real CT, its label and the scanner model change stages too: another one needs another work dir
+        return {**super().identity(), "real": {"image": str(self.real.image), "label": str(self.real.label),
+                                               "scanner": self.real.scanner}}
+
     @property
     def real_dir(self) -> Path:
         return self.workdir / "real"

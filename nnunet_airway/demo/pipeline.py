@@ -275,13 +275,18 @@ class PhantomExperiment:
                                     partial(self.attention, trainer)))
         return stages
 
-    def run(self) -> dict[str, Any]:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        check_free_disk(self.workdir)
+    def identity(self) -> dict[str, Any]:
+        """What the work dir's stages depend on: the data settings (not the budget) and the phantom options. A
+        rerun with another identity is refused, so no stage is reused for other data."""
         identity = {key: value for key, value in asdict(self.settings).items() if key not in BUDGET_SETTINGS}
         if self.phantom_options:  # absent otherwise, so work dirs made before the option still resume
             identity["phantom_options"] = self.phantom_options
-        self.ledger = Ledger(self.workdir / "state.json", {**identity, **self.folders})
+        return identity
+
+    def run(self) -> dict[str, Any]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        check_free_disk(self.workdir)
+        self.ledger = Ledger(self.workdir / "state.json", {**self.identity(), **self.folders})
         run_stages(self.stages(), self.ledger, self.echo)
         return self.ledger.state
 

@@ -1,0 +1,48 @@
+"""benchmarks/sim_to_real.py: a work dir remembers the real CT, its label and the scanner model (no nnU-Net run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnunet_airway.demo.pipeline import DemoSettings
+from nnunet_airway.demo.stages import Ledger
+from nnunet_airway.errors import DataError
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sim_to_real.py"
+
+
+@pytest.fixture(scope="module")
+def sim_to_real():
+    spec = importlib.util.spec_from_file_location("sim_to_real_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.fixture(autouse=True)
+def no_nnunet_folders(monkeypatch) -> None:
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def experiment(sim_to_real, workdir: Path, label: str, scanner: str = "clinical"):
+    real = sim_to_real.SimToRealSettings(Path("/data/ct.nrrd"), Path(f"/data/{label}"), scanner)
+    return sim_to_real.SimToRealExperiment(workdir, DemoSettings(cases=2), real, "cpu")
+
+
+def test_another_label_or_scanner_in_the_same_work_dir_is_refused(sim_to_real, tmp_path: Path) -> None:
+    first = experiment(sim_to_real, tmp_path, "lm.nrrd")
+    ledger = Ledger(tmp_path / "state.json", {**first.identity(), **first.folders})
+    ledger.mark_done("import_real", {"shape_zyx": [64, 64, 64]}, 1.0)
+    same = experiment(sim_to_real, tmp_path, "lm.nrrd")
+    assert Ledger(tmp_path / "state.json", {**same.identity(), **same.folders}).is_done("import_real")
+    for other in (experiment(sim_to_real, tmp_path, "other.nrrd"),
+                  experiment(sim_to_real, tmp_path, "lm.nrrd", scanner="ideal")):
+        with pytest.raises(DataError, match="other settings"):
+            Ledger(tmp_path / "state.json", {**other.identity(), **other.folders})
