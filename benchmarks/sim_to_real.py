@@ -1,6 +1,7 @@
 """Sim-to-real: train nnU-Net on phantoms only, predict a real chest CT, score it against its airway label.
 
     python benchmarks/sim_to_real.py --image CT --label LABEL --workdir W [--device auto] [--budget-minutes 10]
+    python benchmarks/sim_to_real.py --image CT --label LABEL --workdir W --model MODEL_FOLDER
 
 Runs the demo's experiment (``nnunet_airway.demo.pipeline.PhantomExperiment``) on whole-chest phantoms
 with the clinical scanner model, then ``nnUNetv2_predict`` on the real CT and ``nnunet-airway evaluate
@@ -9,7 +10,9 @@ with the clinical scanner model, then ``nnUNetv2_predict`` on the real CT and ``
     sim-to-real: TD <x> BD <x> precision <x> volume ratio <x>
 
 (volume ratio: all predicted voxels / reference voxels). LABEL may be binary or a CIP label map (airway =
-ChestType 2, ``(value >> 8) == 2``). Every stage resumes in W like the demo's.
+ChestType 2, ``(value >> 8) == 2``). Every stage resumes in W like the demo's. ``--model`` scores a model
+that is already trained instead (an nnU-Net model folder ``<trainer>__<plans>__<configuration>``, e.g. the
+demo's, every fold in it with a final checkpoint): no phantoms, no training.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from nnunet_airway.demo.pipeline import (
     resolve_device,
 )
 from nnunet_airway.demo.stages import Stage
+from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import read_image, write_image, write_json
 from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
 
@@ -56,6 +60,18 @@ class SimToRealSettings:
     image: Path
     label: Path
     scanner: str = "clinical"
+    model: Path | None = None  # a trained nnU-Net model folder: score it, train nothing
+
+
+def trained_folds(model: Path) -> list[str]:
+    """The folds of an nnU-Net model folder that hold a final checkpoint; a DataError says what is missing."""
+    if not (model / "plans.json").is_file() or not (model / "dataset.json").is_file():
+        raise DataError(f"{model}: not an nnU-Net model folder (no plans.json and dataset.json); give the "
+                        "folder <trainer>__<plans>__<configuration> under nnUNet_results/DatasetXXX_Name")
+    folds = sorted(p.parent.name.removeprefix("fold_") for p in model.glob("fold_*/checkpoint_final.pth"))
+    if not folds:
+        raise DataError(f"{model}: no fold_*/checkpoint_final.pth; finish a training first")
+    return folds
 
 
 class SimToRealExperiment(PhantomExperiment):
@@ -67,9 +83,12 @@ class SimToRealExperiment(PhantomExperiment):
         self.real = real
 
     def identity(self) -> dict[str, Any]:
-        # the real CT, its label and the scanner model change stages too: another one needs another work dir
-        return {**super().identity(), "real": {"image": str(self.real.image), "label": str(self.real.label),
-                                               "scanner": self.real.scanner}}
+        # the real CT, its label and the scanner model (or the given model) change stages too: another one
+        # needs another work dir
+        real = {"image": str(self.real.image), "label": str(self.real.label)}
+        if self.real.model is not None:
+            return {"real": real, "model": str(self.real.model)}
+        return {**super().identity(), "real": {**real, "scanner": self.real.scanner}}
 
     @property
     def real_dir(self) -> Path:
@@ -94,10 +113,14 @@ class SimToRealExperiment(PhantomExperiment):
 
     def predict_real(self) -> dict[str, Any]:
         out = self.real_dir / "prediction"
-        run_logged(["nnUNetv2_predict", "-i", str(self.real_dir / "images"), "-o", str(out),
-                    "-d", str(self.settings.dataset_id), "-c", CONFIGURATION, "-f", FOLD, "-tr", TRAINER,
-                    "-p", PLANS, "-device", self.device, "--disable_tta", *predict_worker_arguments(self.device)],
-                   {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
+        common = ["-i", str(self.real_dir / "images"), "-o", str(out), "-device", self.device, "--disable_tta"]
+        if self.real.model is not None:  # its entry point has no sequential path: one worker each
+            command = ["nnUNetv2_predict_from_modelfolder", *common, "-m", str(self.real.model),
+                       "-f", *trained_folds(self.real.model), "-npp", "1", "-nps", "1"]
+        else:
+            command = ["nnUNetv2_predict", *common, "-d", str(self.settings.dataset_id), "-c", CONFIGURATION,
+                       "-f", FOLD, "-tr", TRAINER, "-p", PLANS, *predict_worker_arguments(self.device)]
+        run_logged(command, {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
         return {"prediction": str(out / f"{CASE}.nii.gz")}
 
     def evaluate_real(self) -> dict[str, Any]:
@@ -115,7 +138,8 @@ class SimToRealExperiment(PhantomExperiment):
         return result
 
     def stages(self) -> list[Stage]:
-        return super().stages() + [
+        trained = [] if self.real.model is not None else super().stages()
+        return trained + [
             Stage("import_real", f"the real CT {self.real.image} and its airway label", self.import_real),
             Stage("predict_real", "nnUNetv2_predict on the real CT", self.predict_real),
             Stage("evaluate_real", "nnunet-airway evaluate --protocol atm22 on the real CT", self.evaluate_real),
@@ -140,14 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=[80, 112, 112], metavar=("Z", "Y", "X"))
     parser.add_argument("--scanner", choices=("ideal", "clinical"), default="clinical")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a trained nnU-Net model folder to score instead of training on phantoms")
     args = parser.parse_args(argv)
+    if args.model is not None:
+        trained_folds(args.model.resolve())  # a wrong folder is an error before anything is written
     settings = DemoSettings(cases=args.cases, test_cases=1, budget_minutes=args.budget_minutes,
                             iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
                             shape_zyx=tuple(args.shape), dataset_id=SIM_TO_REAL_DATASET_ID,
                             dataset_name="AirwaySimToReal")
     budget = None if args.epochs is None else {EPOCHS_VARIABLE: str(args.epochs)}  # iterations: the settings
     experiment = SimToRealExperiment(args.workdir.resolve(), settings,
-                                     SimToRealSettings(args.image.resolve(), args.label.resolve(), args.scanner),
+                                     SimToRealSettings(args.image.resolve(), args.label.resolve(), args.scanner,
+                                                       args.model.resolve() if args.model else None),
                                      resolve_device(args.device), budget)
     experiment.run()
     result = experiment.ledger.result("evaluate_real")
@@ -157,4 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DataError as error:  # one line that names the file and what to do, no traceback
+        sys.exit(f"sim_to_real: error: {error}")

@@ -79,7 +79,19 @@ def budget_from_environment() -> tuple[float | None, int | None]:
     return (float(time_budget), None) if time_budget is not None else (None, int(epochs))
 
 
-class TrainingBudgetMixin:
+class OptionalValidationMixin:
+    """Put before an nnU-Net trainer class: nnU-Net's validation of the fold after training is left out when
+    ``NNUNET_AIRWAY_SKIP_VALIDATION=1`` (for pipelines that score their own held-out cases)."""
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        if os.environ.get(SKIP_VALIDATION_VARIABLE) == "1":
+            self.print_to_log_file(f"final validation left out ({SKIP_VALIDATION_VARIABLE}=1)",
+                                   also_print_to_console=True)
+            return
+        super().perform_actual_validation(save_probabilities)
+
+
+class TrainingBudgetMixin(OptionalValidationMixin):
     """Put before an airway trainer class: ``class X(TrainingBudgetMixin, nnUNetTrainerAirwayFRAD)``."""
 
     # nnU-Net records its __init__ arguments by name (inspect.signature), so the signature is spelled out
@@ -119,13 +131,6 @@ class TrainingBudgetMixin:
         super().on_epoch_end()
         if self._spent_fraction() >= 1.0:
             raise TimeBudgetSpent
-
-    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
-        if os.environ.get(SKIP_VALIDATION_VARIABLE) == "1":
-            self.print_to_log_file(f"final validation left out ({SKIP_VALIDATION_VARIABLE}=1)",
-                                   also_print_to_console=True)
-            return
-        super().perform_actual_validation(save_probabilities)
 
     def run_training(self) -> None:
         self._started = perf_counter()

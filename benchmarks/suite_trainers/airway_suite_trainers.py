@@ -11,14 +11,16 @@ import os
 import torch
 
 from nnunet_airway.trainers.base import DEFAULT_DEVICE
+from nnunet_airway.trainers.budget import OptionalValidationMixin
 from nnunet_airway.trainers.variants import nnUNetTrainerAirwayFRAD
 
 ITERATIONS_VARIABLE = "AIRWAY_SUITE_ITERATIONS"  # training iterations per epoch (nnU-Net: 250)
 
 
-class nnUNetTrainerAirwayFRAD_Suite(nnUNetTrainerAirwayFRAD):
+class nnUNetTrainerAirwayFRAD_Suite(OptionalValidationMixin, nnUNetTrainerAirwayFRAD):
     """nnUNetTrainerAirwayFRAD with 2 epochs of $AIRWAY_SUITE_ITERATIONS iterations and a fifth as many
-    validation iterations; everything else (network, loss, compile, mixed precision, DDP) unchanged."""
+    validation iterations; everything else (network, loss, compile, mixed precision, DDP) unchanged. The dry
+    run leaves out the fold's validation (NNUNET_AIRWAY_SKIP_VALIDATION=1); on a GPU it runs."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = DEFAULT_DEVICE) -> None:

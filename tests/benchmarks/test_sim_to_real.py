@@ -1,4 +1,4 @@
-"""``benchmarks/sim_to_real.py`` on tiny settings: phantoms -> nnU-Net -> the real CT in tests/data -> one line."""
+"""``benchmarks/sim_to_real.py --model`` on the tiny demo's model: the real CT in tests/data -> one line."""
 
 from __future__ import annotations
 
@@ -19,19 +19,23 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "cip_ct64"
 
 
-def test_tiny_sim_to_real_run_prints_the_scores(tmp_path: Path) -> None:
+def test_a_trained_model_scores_the_real_ct_and_prints_one_line(tiny_demo, tmp_path: Path) -> None:
+    demo_dir, finished = tiny_demo
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    (model,) = demo_dir.glob("nnUNet_results/Dataset990_*/nnUNetTrainerAirwayFRAD_Budget__*")
     env = {key: value for key, value in os.environ.items() if key not in NNUNET_FOLDER_VARIABLES}
     env.pop("nnUNet_extTrainer", None)
     env.update({"OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)})
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sim_to_real.py"), "--image", str(DATA / "ct-64.nrrd"),
-         "--label", str(DATA / "lm-64.nrrd"), "--workdir", str(tmp_path / "w"), "--cases", "2",
-         "--shape", "64", "80", "80", "--budget-minutes", "0.05", "--iterations-per-epoch", "2",
-         "--device", "cpu"],
-        env=env, capture_output=True, text=True, timeout=900)
+    argv = [sys.executable, str(ROOT / "benchmarks" / "sim_to_real.py"), "--image", str(DATA / "ct-64.nrrd"),
+            "--label", str(DATA / "lm-64.nrrd"), "--workdir", str(tmp_path / "w"), "--model", str(model),
+            "--device", "cpu"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     line = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"sim-to-real: TD \S+ BD \S+ precision \S+ volume ratio \d+\.\d\d", line), line
     scores = json.loads((tmp_path / "w" / "real" / "sim_to_real.json").read_text())
     assert scores["volume_ratio"] >= 0.0
     assert (tmp_path / "w" / "real" / "prediction" / "real.nii.gz").exists()
+    assert not (tmp_path / "w" / "phantoms").exists()  # nothing trained
+    stages = json.loads((tmp_path / "w" / "state.json").read_text())["stages"]
+    assert list(stages) == ["import_real", "predict_real", "evaluate_real"]

@@ -46,3 +46,26 @@ def test_another_label_or_scanner_in_the_same_work_dir_is_refused(sim_to_real, t
                   experiment(sim_to_real, tmp_path, "lm.nrrd", scanner="ideal")):
         with pytest.raises(DataError, match="other settings"):
             Ledger(tmp_path / "state.json", {**other.identity(), **other.folders})
+
+
+def test_a_model_folder_needs_nnunet_files_and_a_finished_fold(sim_to_real, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not an nnU-Net model folder"):
+        sim_to_real.trained_folds(tmp_path)
+    (tmp_path / "plans.json").write_text("{}")
+    (tmp_path / "dataset.json").write_text("{}")
+    (tmp_path / "fold_3").mkdir()
+    with pytest.raises(DataError, match="no fold_\\*/checkpoint_final.pth"):
+        sim_to_real.trained_folds(tmp_path)
+    for fold in ("0", "3"):
+        (tmp_path / f"fold_{fold}").mkdir(exist_ok=True)
+        (tmp_path / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(b"")
+    assert sim_to_real.trained_folds(tmp_path) == ["0", "3"]
+
+
+def test_with_a_model_only_the_real_stages_run_and_the_model_is_the_identity(sim_to_real, tmp_path: Path) -> None:
+    real = sim_to_real.SimToRealSettings(Path("/data/ct.nrrd"), Path("/data/lm.nrrd"), model=Path("/models/m"))
+    scored = sim_to_real.SimToRealExperiment(tmp_path, DemoSettings(cases=2), real, "cpu")
+    assert [stage.name for stage in scored.stages()] == ["import_real", "predict_real", "evaluate_real"]
+    assert scored.identity() == {"real": {"image": "/data/ct.nrrd", "label": "/data/lm.nrrd"}, "model": "/models/m"}
+    trained = experiment(sim_to_real, tmp_path, "lm.nrrd")
+    assert [stage.name for stage in trained.stages()][:3] == ["phantoms", "convert", "plan_and_preprocess"]

@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from nnunet_airway.demo.nnunet_runner import NNUNET_FOLDER_VARIABLES
-
 pytestmark = pytest.mark.slow
 
-TINY = ["--cases", "2", "--test-cases", "1", "--shape", "64", "80", "80", "--budget-minutes", "0.05",
-        "--iterations-per-epoch", "2", "--device", "cpu"]
 STAGES = ["phantoms", "convert", "plan_and_preprocess", "train", "predict", "evaluate", "attention"]
 
 
-def demo_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in NNUNET_FOLDER_VARIABLES}
-    env.pop("nnUNet_extTrainer", None)
-    return {**env, "OMP_NUM_THREADS": "2", **extra}
-
-
-def run_demo(workdir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnunet-airway", "demo", "--workdir", str(workdir), *TINY, *extra],
-                          env=env or demo_env(), capture_output=True, text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
-def finished_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    workdir = tmp_path_factory.mktemp("demo")
-    return workdir, run_demo(workdir)
+def finished_demo(tiny_demo) -> tuple[Path, subprocess.CompletedProcess]:
+    return tiny_demo
 
 
 def test_demo_runs_every_stage_and_writes_metrics_pictures_and_a_checkpoint(finished_demo) -> None:
@@ -63,7 +46,7 @@ def test_demo_runs_every_stage_and_writes_metrics_pictures_and_a_checkpoint(fini
     assert "DSC" in result.stdout and "Where everything is:" in result.stdout
 
 
-def test_second_run_skips_finished_stages_and_redoes_only_an_unfinished_one(finished_demo) -> None:
+def test_second_run_skips_finished_stages_and_redoes_only_an_unfinished_one(finished_demo, demo) -> None:
     workdir, first = finished_demo
     assert first.returncode == 0
     state_path = workdir / "state.json"
@@ -73,7 +56,7 @@ def test_second_run_skips_finished_stages_and_redoes_only_an_unfinished_one(fini
     checkpoint = next(workdir.glob("nnUNet_results/Dataset990_*/*/fold_0/checkpoint_final.pth"))
     trained_at = checkpoint.stat().st_mtime_ns
 
-    result = run_demo(workdir, "--budget-minutes", "0.1", "--iterations-per-epoch", "3")  # budget may change
+    result = demo.run(workdir, "--budget-minutes", "0.1", "--iterations-per-epoch", "3")  # budget may change
 
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in STAGES[:-1]:
@@ -83,22 +66,22 @@ def test_second_run_skips_finished_stages_and_redoes_only_an_unfinished_one(fini
     assert json.loads(state_path.read_text())["stages"][STAGES[-1]]["done"]
 
 
-def test_other_data_settings_in_the_same_workdir_are_refused(finished_demo) -> None:
+def test_other_data_settings_in_the_same_workdir_are_refused(finished_demo, demo) -> None:
     workdir, _ = finished_demo
-    result = run_demo(workdir, "--seed", "7")
+    result = demo.run(workdir, "--seed", "7")
     assert result.returncode == 1
     assert "other settings" in result.stderr and "--workdir" in result.stderr
 
 
-def test_some_but_not_all_nnunet_folder_variables_set_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "w", env=demo_env(nnUNet_raw=str(tmp_path / "raw")))
+def test_some_but_not_all_nnunet_folder_variables_set_is_a_clear_error(tmp_path: Path, demo) -> None:
+    result = demo.run(tmp_path / "w", env=demo.env(nnUNet_raw=str(tmp_path / "raw")))
     assert result.returncode == 1
     assert "nnUNet_preprocessed, nnUNet_results not set" in result.stderr
     assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("argv", [["--cases", "1"], ["--budget-minutes", "0"], ["--shape", "32", "64", "64"]])
-def test_bad_options_are_usage_errors(tmp_path: Path, argv: list[str]) -> None:
+def test_bad_options_are_usage_errors(tmp_path: Path, argv: list[str], demo) -> None:
     result = subprocess.run(["nnunet-airway", "demo", "--workdir", str(tmp_path), *argv], capture_output=True,
-                            text=True, env=demo_env())
+                            text=True, env=demo.env())
     assert result.returncode == 2
