@@ -86,8 +86,11 @@ class SimToRealExperiment(PhantomExperiment):
         # the real CT, its label and the scanner model (or the given model) change stages too: another one
         # needs another work dir
         real = {"image": str(self.real.image), "label": str(self.real.label)}
-        if self.real.model is not None:
-            return {"real": real, "model": str(self.real.model)}
+        if self.real.model is not None:  # a model trained again in place is another model
+            checkpoints = {fold: [(self.real.model / f"fold_{fold}" / "checkpoint_final.pth").stat().st_size,
+                                  (self.real.model / f"fold_{fold}" / "checkpoint_final.pth").stat().st_mtime_ns]
+                           for fold in trained_folds(self.real.model)}
+            return {"real": real, "model": str(self.real.model), "checkpoints": checkpoints}
         return {**super().identity(), "real": {**real, "scanner": self.real.scanner}}
 
     @property
@@ -141,13 +144,17 @@ class SimToRealExperiment(PhantomExperiment):
         trained = [] if self.real.model is not None else super().stages()
         return trained + [
             Stage("import_real", f"the real CT {self.real.image} and its airway label", self.import_real),
-            Stage("predict_real", "nnUNetv2_predict on the real CT", self.predict_real),
+            Stage("predict_real", ("nnUNetv2_predict_from_modelfolder" if self.real.model is not None else
+                                   "nnUNetv2_predict") + " on the real CT", self.predict_real),
             Stage("evaluate_real", "nnunet-airway evaluate --protocol atm22 on the real CT", self.evaluate_real),
         ]
 
 
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
+
+
+TRAINING_OPTIONS = ("budget_minutes", "epochs", "iterations_per_epoch", "cases", "shape", "scanner", "seed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="a trained nnU-Net model folder to score instead of training on phantoms")
     args = parser.parse_args(argv)
     if args.model is not None:
+        training = [f"--{name.replace('_', '-')}" for name in TRAINING_OPTIONS
+                    if getattr(args, name) != parser.get_default(name)]
+        if training:
+            parser.error(f"{', '.join(training)}: training options, but --model scores a trained model")
         trained_folds(args.model.resolve())  # a wrong folder is an error before anything is written
     settings = DemoSettings(cases=args.cases, test_cases=1, budget_minutes=args.budget_minutes,
                             iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,

@@ -63,9 +63,56 @@ def test_a_model_folder_needs_nnunet_files_and_a_finished_fold(sim_to_real, tmp_
 
 
 def test_with_a_model_only_the_real_stages_run_and_the_model_is_the_identity(sim_to_real, tmp_path: Path) -> None:
-    real = sim_to_real.SimToRealSettings(Path("/data/ct.nrrd"), Path("/data/lm.nrrd"), model=Path("/models/m"))
+    model = trained_model(tmp_path / "model")
+    real = sim_to_real.SimToRealSettings(Path("/data/ct.nrrd"), Path("/data/lm.nrrd"), model=model)
     scored = sim_to_real.SimToRealExperiment(tmp_path, DemoSettings(cases=2), real, "cpu")
     assert [stage.name for stage in scored.stages()] == ["import_real", "predict_real", "evaluate_real"]
-    assert scored.identity() == {"real": {"image": "/data/ct.nrrd", "label": "/data/lm.nrrd"}, "model": "/models/m"}
+    identity = scored.identity()
+    assert identity["real"] == {"image": "/data/ct.nrrd", "label": "/data/lm.nrrd"}  # no scanner: nothing drawn
+    assert identity["model"] == str(model) and list(identity["checkpoints"]) == ["0"]
     trained = experiment(sim_to_real, tmp_path, "lm.nrrd")
     assert [stage.name for stage in trained.stages()][:3] == ["phantoms", "convert", "plan_and_preprocess"]
+
+
+def trained_model(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("plans.json", "dataset.json"):
+        (folder / name).write_text("{}")
+    (folder / "fold_0").mkdir()
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"weights")
+    return folder
+
+
+def test_predict_real_runs_the_trained_models_or_the_phantom_models_command(sim_to_real, tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    commands = []
+    monkeypatch.setattr(sim_to_real, "run_logged", lambda command, env, log: commands.append(command))
+    model = trained_model(tmp_path / "model")
+    real = sim_to_real.SimToRealSettings(Path("/data/ct.nrrd"), Path("/data/lm.nrrd"), model=model)
+    sim_to_real.SimToRealExperiment(tmp_path / "a", DemoSettings(cases=2), real, "cpu").predict_real()
+    experiment(sim_to_real, tmp_path / "b", "lm.nrrd").predict_real()
+    from_folder, from_dataset = commands
+    assert from_folder[0] == "nnUNetv2_predict_from_modelfolder"
+    assert from_folder[from_folder.index("-m") + 1] == str(model)
+    assert from_folder[from_folder.index("-f") + 1:from_folder.index("-f") + 2] == ["0"]
+    assert from_dataset[0] == "nnUNetv2_predict"
+    assert from_dataset[from_dataset.index("-d") + 1] == str(DemoSettings().dataset_id)  # the settings' id
+    assert from_dataset[from_dataset.index("-npp") + 1] == "0"  # no background workers on a CPU
+
+
+def test_a_model_trained_again_in_place_is_another_identity(sim_to_real, tmp_path: Path) -> None:
+    model = trained_model(tmp_path / "model")
+    real = sim_to_real.SimToRealSettings(Path("/data/ct.nrrd"), Path("/data/lm.nrrd"), model=model)
+    before = sim_to_real.SimToRealExperiment(tmp_path, DemoSettings(cases=2), real, "cpu").identity()
+    (model / "fold_0" / "checkpoint_final.pth").write_bytes(b"other weights")
+    after = sim_to_real.SimToRealExperiment(tmp_path, DemoSettings(cases=2), real, "cpu").identity()
+    assert before != after and before["model"] == after["model"]
+
+
+def test_training_options_with_a_model_are_a_usage_error(sim_to_real, tmp_path: Path, capsys) -> None:
+    model = trained_model(tmp_path / "model")
+    with pytest.raises(SystemExit) as raised:
+        sim_to_real.main(["--image", "ct.nrrd", "--label", "lm.nrrd", "--workdir", str(tmp_path / "w"),
+                          "--model", str(model), "--epochs", "3", "--scanner", "ideal"])
+    assert raised.value.code == 2
+    assert "--epochs, --scanner: training options, but --model" in capsys.readouterr().err
