@@ -87,9 +87,9 @@ class SimToRealExperiment(PhantomExperiment):
         # needs another work dir
         real = {"image": str(self.real.image), "label": str(self.real.label)}
         if self.real.model is not None:  # a model trained again in place is another model
-            checkpoints = {fold: [(self.real.model / f"fold_{fold}" / "checkpoint_final.pth").stat().st_size,
-                                  (self.real.model / f"fold_{fold}" / "checkpoint_final.pth").stat().st_mtime_ns]
-                           for fold in trained_folds(self.real.model)}
+            stats = {fold: (self.real.model / f"fold_{fold}" / "checkpoint_final.pth").stat()
+                     for fold in trained_folds(self.real.model)}
+            checkpoints = {fold: [stat.st_size, stat.st_mtime_ns] for fold, stat in stats.items()}
             return {"real": real, "model": str(self.real.model), "checkpoints": checkpoints}
         return {**super().identity(), "real": {**real, "scanner": self.real.scanner}}
 

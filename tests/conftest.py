@@ -29,6 +29,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+@pytest.fixture()
+def no_nnunet_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nnU-Net's folder variables unset, as on a machine where nnU-Net was never set up."""
+    for name in NNUNET_FOLDER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 TINY_DEMO = ["--cases", "2", "--test-cases", "1", "--shape", "64", "80", "80", "--budget-minutes", "0.05",
              "--iterations-per-epoch", "2", "--device", "cpu"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,21 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_airway.demo.nnunet_runner import NNUNET_FOLDER_VARIABLES
-
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "cip_ct64"
 
 
-def test_a_trained_model_scores_the_real_ct_and_prints_one_line(tiny_demo, tmp_path: Path) -> None:
+def test_a_trained_model_scores_the_real_ct_and_prints_one_line(tiny_demo, demo, tmp_path: Path) -> None:
     demo_dir, finished = tiny_demo
     assert finished.returncode == 0, finished.stderr[-3000:]
     (model,) = demo_dir.glob("nnUNet_results/Dataset990_*/nnUNetTrainerAirwayFRAD_Budget__*")
-    env = {key: value for key, value in os.environ.items() if key not in NNUNET_FOLDER_VARIABLES}
-    env.pop("nnUNet_extTrainer", None)
-    env.update({"OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)})
+    env = demo.env(PYTHONPATH=str(ROOT))  # the user's environment, no nnU-Net folders
     argv = [sys.executable, str(ROOT / "benchmarks" / "sim_to_real.py"), "--image", str(DATA / "ct-64.nrrd"),
             "--label", str(DATA / "lm-64.nrrd"), "--workdir", str(tmp_path / "w"), "--model", str(model),
             "--device", "cpu"]

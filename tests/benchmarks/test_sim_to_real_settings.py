@@ -25,10 +25,7 @@ def sim_to_real():
     del sys.modules[spec.name]
 
 
-@pytest.fixture(autouse=True)
-def no_nnunet_folders(monkeypatch) -> None:
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_nnunet_folders")
 
 
 def experiment(sim_to_real, workdir: Path, label: str, scanner: str = "clinical"):

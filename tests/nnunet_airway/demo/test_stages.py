@@ -8,11 +8,7 @@ import pytest
 
 from nnunet_airway.demo.pipeline import DemoSettings, PhantomExperiment, predict_worker_arguments, worker_processes
 
-
-@pytest.fixture(autouse=True)
-def no_nnunet_folders(monkeypatch) -> None:
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_nnunet_folders")
 
 
 def stage_names(tmp_path: Path, **options) -> list[str]:
