@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="training time (default 10)")
-    parser.add_argument("--epochs", type=int_at_least(1), default=None, help="train this many epochs instead of a time budget")
+    parser.add_argument("--epochs", type=int_at_least(1), default=None,
+                        help="train this many epochs instead of a time budget")
     parser.add_argument("--iterations-per-epoch", type=int_at_least(1), default=20,
                         help="training iterations per epoch (default 20); a time budget is checked after each")
     parser.add_argument("--cases", type=int_at_least(2), default=8, help="training phantoms (default 8)")

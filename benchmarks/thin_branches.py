@@ -8,7 +8,8 @@ Rows: nnU-Net default, Baseline, Baseline + cSE, Baseline + PE, Baseline + FR, B
 Writes, into --out:
   thin_branches.md    mean +- std of BD, TD, TPR, FPR, DSC per row (Table 2 layout), BD per generation, paired
                       per-case differences against Baseline and nnU-Net default (and of the AD variants
-                      against the paper's AD) with 95% bootstrap intervals, and the distillation term, segmentation loss and attention-map entropies per epoch
+                      against the paper's AD) with 95% bootstrap intervals, and the distillation term,
+                      segmentation loss and attention-map entropies per epoch
   thin_branches.json  every number, per seed and case, with the settings, the machine, the wall time and the
                       stages' summed time
   thin_branches.png   BD per airway generation per row, and the distillation term per epoch

@@ -1,6 +1,7 @@
 """A phantom experiment: phantoms -> nnU-Net raw -> plan and preprocess -> per trainer: train -> predict ->
-evaluate (metrics, meshes, pictures) -> attention maps (unless ``attention_maps=False``). ``nnunet-airway demo`` runs it with one trainer on a time budget; ``benchmarks/thin_branches.py``
-with the Table 2 trainers on the same epoch budget.
+evaluate (metrics, meshes, pictures) -> attention maps (unless ``attention_maps=False``). ``nnunet-airway
+demo`` runs it with one trainer on a time budget; ``benchmarks/thin_branches.py`` with the Table 2 trainers on
+the same epoch budget; ``benchmarks/sim_to_real.py`` adds the stages of one real CT.
 
 Every stage is safe to run again over its own partial output, so the ledger in ``stages`` can resume.
 """
