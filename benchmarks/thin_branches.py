@@ -35,7 +35,7 @@ import numpy as np
 from common import cpu_name
 
 from nnunet_airway.demo.cli import int_at_least
-from nnunet_airway.demo.pipeline import FOLD, DemoSettings, PhantomExperiment, resolve_device
+from nnunet_airway.demo.pipeline import DATA_STAGES, FOLD, DemoSettings, PhantomExperiment, resolve_device
 from nnunet_airway.evaluation.comparison import bd_by_generation, mean_std, paired_differences
 from nnunet_airway.image_io import write_bytes, write_json
 from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
@@ -134,7 +134,7 @@ def run_seed(args: argparse.Namespace, rows: list[Row], seed: int, device: str) 
 def stage_seconds(stages: dict[str, dict], row_stages: list[str]) -> float:
     """Seconds of the data set's stages and of the named row stages in a work dir's ledger (other rows
     trained in the same work dir are not counted)."""
-    wanted = {"phantoms", "convert", "plan_and_preprocess", *row_stages}
+    wanted = {*DATA_STAGES, *row_stages}
     return sum(entry.get("seconds", 0.0) for name, entry in stages.items() if name in wanted)
 
 

@@ -48,6 +48,7 @@ DEMO_PATCH_ZYX = (48, 64, 64)
 
 
 BUDGET_SETTINGS = ("budget_minutes", "iterations_per_epoch")  # may change between runs of one work dir
+DATA_STAGES = ("phantoms", "convert", "plan_and_preprocess")  # the stages before any trainer's, in order
 
 
 @dataclass(frozen=True)
@@ -254,10 +255,10 @@ class PhantomExperiment:
     def stages(self) -> list[Stage]:
         budget = ", ".join(f"{key}={value}" for key, value in self.budget.items())
         stages = [
-            Stage("phantoms", f"writing {self.settings.cases + self.settings.test_cases} synthetic CT phantoms",
+            Stage(DATA_STAGES[0], f"writing {self.settings.cases + self.settings.test_cases} synthetic CT phantoms",
                   self.make_phantoms),
-            Stage("convert", f"converting them into nnU-Net raw ({self.raw_dir})", self.convert),
-            Stage("plan_and_preprocess", "nnUNetv2_plan_and_preprocess (fingerprint, plans, preprocessing)",
+            Stage(DATA_STAGES[1], f"converting them into nnU-Net raw ({self.raw_dir})", self.convert),
+            Stage(DATA_STAGES[2], "nnUNetv2_plan_and_preprocess (fingerprint, plans, preprocessing)",
                   self.plan_and_preprocess),
         ]
         for trainer in self.trainers:
