@@ -7,27 +7,20 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# import name -> folder that holds it (nnunet_airway/trainers etc. are links to the top-level folders)
-PACKAGE_FOLDERS = {
-    "nnunet_airway": ROOT / "nnunet_airway",
-    "nnunet_airway.trainers": ROOT / "trainers",
-    "nnunet_airway.evaluation": ROOT / "evaluation",
-    "nnunet_airway.dataset_conversion": ROOT / "dataset_conversion",
-}
-LINKED = {"trainers", "evaluation", "dataset_conversion"}
+PACKAGE = ROOT / "nnunet_airway"
+# the top-level folders the project card names: links into the package, where the code is
+LINKED = ("trainers", "evaluation", "dataset_conversion")
+# every folder with Python code a user or CI runs; none may import a top-level ``trainers`` & co.
+CODE_FOLDERS = ("nnunet_airway", "tests", "benchmarks")
 
 
 def _modules() -> dict[str, Path]:
     modules: dict[str, Path] = {}
-    for package, folder in PACKAGE_FOLDERS.items():
-        for path in folder.rglob("*.py"):
-            relative = path.relative_to(folder)
-            if package == "nnunet_airway" and relative.parts[0] in LINKED:
-                continue
-            parts = [*package.split("."), *relative.with_suffix("").parts]
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            modules[".".join(parts)] = path
+    for path in PACKAGE.rglob("*.py"):
+        parts = ["nnunet_airway", *path.relative_to(PACKAGE).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
     return modules
 
 
@@ -38,9 +31,37 @@ def _imports(path: Path) -> list[ast.ImportFrom | ast.Import]:
     return [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import | ast.ImportFrom)]
 
 
-def test_the_links_point_at_the_top_level_folders() -> None:
+def test_the_top_level_folders_are_links_into_the_package() -> None:
     for name in LINKED:
-        assert (ROOT / "nnunet_airway" / name).resolve() == (ROOT / name).resolve()
+        link = ROOT / name
+        assert link.is_symlink() and link.resolve() == PACKAGE / name
+        assert not (PACKAGE / name).is_symlink() and (PACKAGE / name / "__init__.py").is_file()
+    assert [path for path in PACKAGE.rglob("*") if path.is_symlink()] == []
+
+
+def _top_level_imports(path: Path, root: Path = ROOT) -> list[str]:
+    found = []
+    for node in _imports(path):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            continue
+        found += [f"{path.relative_to(root)}:{node.lineno}: {name}" for name in names
+                  if name.split(".")[0] in LINKED]
+    return found
+
+
+def test_top_level_import_finder_finds_planted_imports(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text("import trainers.base\nfrom evaluation import runner\nfrom nnunet_airway import evaluation\n")
+    assert [line.split(": ")[1] for line in _top_level_imports(planted, tmp_path)] == ["trainers.base", "evaluation"]
+
+
+def test_nothing_imports_the_top_level_links() -> None:
+    """``import trainers`` from the repository root would load a second copy of every module (two classes of
+    one name); only ``nnunet_airway.trainers`` is the real one."""
+    offenders = [hit for folder in CODE_FOLDERS for path in (ROOT / folder).rglob("*.py")
+                 for hit in _top_level_imports(path)]
+    assert offenders == []
 
 
 def test_no_relative_imports() -> None:

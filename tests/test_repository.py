@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,8 +29,44 @@ def test_wheel_installs_every_module_under_nnunet_airway(wheel: Path) -> None:
     assert top_level == {"nnunet_airway"}
     for subpackage in ("trainers", "trainers/shims", "evaluation", "dataset_conversion", "model", "phantoms", "demo"):
         assert f"nnunet_airway/{subpackage}/__init__.py" in names
-    # the links' targets are packaged as files, not as links or top-level copies
+    # the subpackages are packaged as files, with no top-level copies beside them
     assert "nnunet_airway/evaluation/runner.py" in names and "evaluation/runner.py" not in names
+
+
+def _copy_without_symlinks(destination: Path) -> Path:
+    """The checkout as Git writes it where symbolic links are off (core.symlinks=false: Windows without
+    developer mode, a ZIP download): every link becomes a small text file holding its target."""
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {name for name in names if name in {".git", "build", "dist", "__pycache__", ".pytest_cache"}
+                or name.endswith(".egg-info")}
+
+    copy = Path(shutil.copytree(ROOT, destination, symlinks=True, ignore=ignore))
+    for path in list(copy.rglob("*")):
+        if path.is_symlink():
+            target = os.readlink(path)
+            path.unlink()
+            path.write_text(target)
+    assert not any(path.is_symlink() for path in copy.rglob("*"))
+    return copy
+
+
+@pytest.mark.slow
+def test_a_copy_without_symbolic_links_builds_a_complete_wheel(tmp_path: Path, wheel: Path) -> None:
+    copy = _copy_without_symlinks(tmp_path / "checkout")
+    assert (copy / "trainers").is_file()  # the top-level link, now a text file
+    out = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(copy), "--no-deps", "-q", "-w", str(out)],
+                   check=True, capture_output=True)
+    (built,) = out.glob("nnunet_airway-*.whl")
+    assert sorted(zipfile.ZipFile(built).namelist()) == sorted(zipfile.ZipFile(wheel).namelist())
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(built)],
+                   check=True, capture_output=True)
+    code = "import nnunet_airway.trainers.shims, nnunet_airway.evaluation.runner; print(nnunet_airway.evaluation.runner.__file__)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(target), "PYTHONNOUSERSITE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).is_relative_to(target)
 
 
 @pytest.mark.slow
@@ -58,14 +95,15 @@ def test_non_editable_install_imports_the_same_modules_from_the_checkout_and_els
         assert Path(result.stdout.strip()).is_relative_to(expected_root), result.stdout
 
 
-def test_subpackages_import_from_the_repository_folders() -> None:
+def test_subpackages_import_from_real_folders_inside_the_package() -> None:
     import nnunet_airway.dataset_conversion
     import nnunet_airway.evaluation
     import nnunet_airway.trainers
 
     for module, folder in ((nnunet_airway.trainers, "trainers"), (nnunet_airway.evaluation, "evaluation"),
                            (nnunet_airway.dataset_conversion, "dataset_conversion")):
-        assert Path(module.__file__).resolve().parent == ROOT / folder
+        path = Path(module.__file__)
+        assert path.parent == ROOT / "nnunet_airway" / folder and path.resolve() == path  # no link on the way
 
 
 def test_importing_the_package_does_not_load_torch() -> None:
