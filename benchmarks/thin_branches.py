@@ -39,6 +39,13 @@ from nnunet_airway.demo.pipeline import DATA_STAGES, FOLD, DemoSettings, Phantom
 from nnunet_airway.evaluation.comparison import bd_by_generation, mean_std, paired_differences
 from nnunet_airway.image_io import write_bytes, write_json
 from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
+from nnunet_airway.trainers.declarations import (
+    AD_VARIANT,
+    NNUNET_DEFAULT_BUDGET,
+    TABLE2,
+    TrainerDeclaration,
+    declared,
+)
 
 
 class Row(NamedTuple):
@@ -47,20 +54,14 @@ class Row(NamedTuple):
     distillation_weight: float = 0.0  # of the trainer, for the distillation report
 
 
-ROWS = {  # the paper's Table 2, plus nnU-Net's own default trainer, in table order
-    "nnunet": Row("nnU-Net default", "nnUNetTrainer_Budget"),
-    "baseline": Row("Baseline", "nnUNetTrainerAirwayBaseline_Budget"),
-    "cse": Row("Baseline + cSE", "nnUNetTrainerAirwayCSE_Budget"),
-    "pe": Row("Baseline + PE", "nnUNetTrainerAirwayPE_Budget"),
-    "fr": Row("Baseline + FR", "nnUNetTrainerAirwayFR_Budget"),
-    "ad": Row("Baseline + AD", "nnUNetTrainerAirwayAD_Budget", 0.1),
-    "frad": Row("Baseline + FR + AD", "nnUNetTrainerAirwayFRAD_Budget", 0.1),
-}
-AD_VARIANTS = {  # Baseline + AD with the released code's mean reduction and/or a tenth of the paper's weight
-    "ad-mean": Row("Baseline + AD (mean)", "nnUNetTrainerAirwayAD_mean_Budget", 0.1),
-    "ad-w0.01": Row("Baseline + AD (weight 0.01)", "nnUNetTrainerAirwayAD_w001_Budget", 0.01),
-    "ad-mean-w0.01": Row("Baseline + AD (mean, weight 0.01)", "nnUNetTrainerAirwayAD_mean_w001_Budget", 0.01),
-}
+def _row(declaration: TrainerDeclaration) -> Row:
+    return Row(declaration.label, declaration.budget_name, declaration.distillation_weight)
+
+
+# the paper's Table 2, plus nnU-Net's own default trainer, in table order (trainers/declarations.py)
+ROWS = {"nnunet": Row("nnU-Net default", NNUNET_DEFAULT_BUDGET), **{d.key: _row(d) for d in declared(TABLE2)}}
+# Baseline + AD with the released code's mean reduction and/or a tenth of the paper's weight
+AD_VARIANTS = {d.key: _row(d) for d in declared(AD_VARIANT)}
 REFERENCES = ("Baseline", "nnU-Net default")  # each row's paired differences are taken against these
 PAPER_AD = ROWS["ad"].label  # the AD variants are also taken against the paper's setting (sum, weight 0.1)
 COLUMNS = ("BD", "TD", "TPR", "FPR", "DSC")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
@@ -32,6 +33,7 @@ require_nnunetv2()  # nnunetv2 < 2.8 imports fine but cannot find these trainers
 # "densely near airways"; we keep a third of them random so the network also sees bowel gas and air outside
 # the body, which the paper removed by lung masking and nnU-Net does not.
 FOREGROUND_OVERSAMPLING = 0.67
+PAPER_ADAM, PAPER_ADAM_LR, PAPER_ADAM_BETAS = "paper-adam", 2e-4, (0.5, 0.999)
 DEFAULT_DEVICE = torch.device("cuda")  # nnUNetTrainer's default; nnUNetv2_train passes the -device choice
 
 
@@ -49,7 +51,10 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
         recalibration: "fr", "pe", "cse" or None (where FRADUNet recalibrates the end of every scale);
         distillation_weight: weight of the attention-distillation term (0 switches it off; paper: 0.1);
         distillation_reduction: "sum" (paper) or "mean" (the released code), see attention_distillation_loss;
-        deep_supervision: nnU-Net-style deep supervision (off in the paper).
+        deep_supervision: nnU-Net-style deep supervision (off in the paper);
+        optimiser: "nnunet" (nnU-Net's SGD with its poly schedule) or "paper-adam" (Adam, betas 0.5 and 0.999,
+            a constant learning rate of 2e-4, no weight decay; nnU-Net's epoch count and length stay).
+    The variants a user names are declared in trainers/declarations.py and made in trainers/variants.py.
     torch.compile follows nnU-Net (on for CUDA unless ``nnUNet_compile=f``, off on CPU); mixed precision on CUDA
     is nnU-Net's; gates, attention maps and losses are computed in float32 (docs/gpu.md). The loss components
     are written per epoch to ``loss_components.json`` (see trainers/loss_components.py).
@@ -59,6 +64,7 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
     distillation_weight: float = 0.1
     distillation_reduction: str = "sum"
     deep_supervision: bool = False
+    optimiser: str = "nnunet"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = DEFAULT_DEVICE) -> None:
@@ -66,6 +72,17 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
         self.enable_deep_supervision = self.deep_supervision
         self.oversample_foreground_percent = FOREGROUND_OVERSAMPLING
         self.probabilistic_oversampling = True
+        if self.optimiser == PAPER_ADAM:
+            self.initial_lr = PAPER_ADAM_LR
+            self.weight_decay = 0.0
+
+    def configure_optimizers(self):
+        if self.optimiser != PAPER_ADAM:
+            return super().configure_optimizers()
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, betas=PAPER_ADAM_BETAS,
+                                     weight_decay=self.weight_decay)
+        # exponent 0: a constant rate that still answers nnU-Net's per-epoch scheduler.step(epoch)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs, exponent=0.0)
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,

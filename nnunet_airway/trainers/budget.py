@@ -38,17 +38,8 @@ from nnunet_airway.trainers.budget_variables import (
     SKIP_VALIDATION_VARIABLE,
     TIME_BUDGET_VARIABLE,
 )
-from nnunet_airway.trainers.variants import (
-    nnUNetTrainerAirwayAD,
-    nnUNetTrainerAirwayAD_mean,
-    nnUNetTrainerAirwayAD_mean_w001,
-    nnUNetTrainerAirwayAD_w001,
-    nnUNetTrainerAirwayBaseline,
-    nnUNetTrainerAirwayCSE,
-    nnUNetTrainerAirwayFR,
-    nnUNetTrainerAirwayFRAD,
-    nnUNetTrainerAirwayPE,
-)
+from nnunet_airway.trainers.declarations import DECLARATIONS, NNUNET_DEFAULT_BUDGET
+from nnunet_airway.trainers.variants import TRAINERS
 
 
 class TimeBudgetPolyLR(PolyLRScheduler):
@@ -142,42 +133,6 @@ class TrainingBudgetMixin(OptionalValidationMixin):
             self.on_train_end()
 
 
-class nnUNetTrainerAirwayFRAD_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayFRAD):
-    """FR + AD (the paper's method) on a time or epoch budget."""
-
-
-class nnUNetTrainerAirwayBaseline_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayBaseline):
-    """Baseline (no FR, no AD) on a time or epoch budget."""
-
-
-class nnUNetTrainerAirwayFR_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayFR):
-    """Baseline + FR on a time or epoch budget."""
-
-
-class nnUNetTrainerAirwayAD_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD):
-    """Baseline + AD on a time or epoch budget."""
-
-
-class nnUNetTrainerAirwayCSE_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayCSE):
-    """Baseline + cSE on a time or epoch budget."""
-
-
-class nnUNetTrainerAirwayPE_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayPE):
-    """Baseline + PE on a time or epoch budget."""
-
-
-class nnUNetTrainerAirwayAD_mean_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD_mean):
-    """Baseline + AD with the mean reduction on a time or epoch budget."""
-
-
-class nnUNetTrainerAirwayAD_w001_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD_w001):
-    """Baseline + AD at weight 0.01 on a time or epoch budget."""
-
-
-class nnUNetTrainerAirwayAD_mean_w001_Budget(TrainingBudgetMixin, nnUNetTrainerAirwayAD_mean_w001):
-    """Baseline + AD with the mean reduction at weight 0.01 on a time or epoch budget."""
-
-
 class nnUNetTrainer_Budget(TrainingBudgetMixin, nnUNetTrainer):
     """nnU-Net's own default trainer on the same budget as the airway rows (the 'nnU-Net default' row).
 
@@ -185,3 +140,17 @@ class nnUNetTrainer_Budget(TrainingBudgetMixin, nnUNetTrainer):
     sampling and augmentation are nnU-Net's; optimiser, schedule, iterations, seeding and inference mirroring
     are the budget's (TrainingBudgetMixin), as for every airway budget trainer, so only network and loss differ.
     """
+
+
+def _budget_class(name: str, trainer: type) -> type:
+    return type(name, (TrainingBudgetMixin, trainer), {
+        "__module__": __name__, "__qualname__": name,
+        "__doc__": f"{trainer.__name__} on a time or epoch budget (TrainingBudgetMixin)."})
+
+
+# the *_Budget twin of every declaration that has one (declarations.py), and nnU-Net's own default on the budget
+BUDGET_TRAINERS: dict[str, type] = {
+    NNUNET_DEFAULT_BUDGET: nnUNetTrainer_Budget,
+    **{d.budget_name: _budget_class(d.budget_name, TRAINERS[d.name]) for d in DECLARATIONS if d.has_budget_twin},
+}
+globals().update(BUDGET_TRAINERS)  # importable by name, as the classes of variants.py are

@@ -139,3 +139,12 @@ def test_without_variants_there_is_no_table_against_the_papers_ad(thin) -> None:
     summary = thin.summarise(per_seed, rows, resamples=200, seed=0)
     assert not any(d["reference"] == "Baseline + AD" for d in summary["paired_differences"])
     assert "against Baseline + AD " not in thin.markdown(summary, rows, "header", n_seeds=2)
+
+
+def test_rows_come_from_the_trainer_declarations(thin) -> None:
+    from nnunet_airway.trainers.declarations import AD_VARIANT, TABLE2, declared
+
+    assert list(thin.ROWS) == ["nnunet", *(d.key for d in declared(TABLE2))]
+    assert thin.ROWS["frad"] == ("Baseline + FR + AD", "nnUNetTrainerAirwayFRAD_Budget", 0.1)
+    assert {key: row.trainer for key, row in thin.AD_VARIANTS.items()} == {
+        d.key: d.name + "_Budget" for d in declared(AD_VARIANT)}

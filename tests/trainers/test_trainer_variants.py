@@ -13,13 +13,15 @@ from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunet_airway.model.recalibration import ChannelSE, FeatureRecalibration, ProjectExcite
 from nnunet_airway.trainers.base import unwrapped
+from nnunet_airway.trainers.declarations import BY_NAME, DECLARATIONS
 from nnunet_airway.trainers.network import FOREGROUND_PRIOR
 
 pytestmark = pytest.mark.slow
 
 RECALIBRATION_TYPES = {"fr": FeatureRecalibration, "pe": ProjectExcite, "cse": ChannelSE, None: None}
 
-# trainer -> (recalibration, distillation weight, deep supervision): the paper's Table 2 rows and two extras
+# the names users and checkpoints already carry, with their settings: they must keep meaning the same
+# (recalibration, distillation weight, deep supervision); a new declaration is stepped through without a line here
 EXPECTED = {
     "nnUNetTrainerAirwayBaseline": (None, 0.0, False),
     "nnUNetTrainerAirwayCSE": ("cse", 0.0, False),
@@ -44,7 +46,15 @@ def make_trainer(name: str, dataset):
     return trainer_class(plans, dataset.configuration, 0, dataset_json, device=torch.device("cpu"))
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
+def test_every_existing_name_is_still_declared_with_its_settings() -> None:
+    for name, (recalibration, distillation_weight, deep_supervision) in EXPECTED.items():
+        declaration = BY_NAME[name]
+        assert (declaration.recalibration, declaration.distillation_weight, declaration.deep_supervision) == (
+            recalibration, distillation_weight, deep_supervision)
+        assert declaration.distillation_reduction == ("mean" if name in MEAN_REDUCTION else "sum")
+
+
+@pytest.mark.parametrize("name", [d.name for d in DECLARATIONS])
 def test_trainer_builds_steps_and_loads_strictly_for_prediction(name: str, phantom_dataset, fresh_results) -> None:
     trainer = make_trainer(name, phantom_dataset)
     cls = type(trainer)
@@ -59,11 +69,12 @@ def test_trainer_builds_steps_and_loads_strictly_for_prediction(name: str, phant
         logits = network(torch.randn(1, 1, *trainer.configuration_manager.patch_size))
     start = torch.softmax(logits[0] if isinstance(logits, list) else logits, 1)[:, 1]
     assert abs(float(start.mean()) - FOREGROUND_PRIOR) < 0.2 * FOREGROUND_PRIOR
-    recalibration, distillation_weight, deep_supervision = EXPECTED[name]
+    declaration = BY_NAME[name]
+    recalibration, deep_supervision = declaration.recalibration, declaration.deep_supervision
     found = {type(m) for m in network.modules()} & {FeatureRecalibration, ProjectExcite, ChannelSE}
     assert found == ({RECALIBRATION_TYPES[recalibration]} if recalibration else set())
-    assert trainer.loss.distillation_weight == distillation_weight
-    assert trainer.loss.distillation_reduction == ("mean" if name in MEAN_REDUCTION else "sum")
+    assert trainer.loss.distillation_weight == declaration.distillation_weight
+    assert trainer.loss.distillation_reduction == declaration.distillation_reduction
     assert trainer.enable_deep_supervision == deep_supervision
 
     train_loader, _ = trainer.get_dataloaders()
