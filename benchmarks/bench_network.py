@@ -45,7 +45,7 @@ CUDA_PATCHES = [(64, 224, 304), (128, 128, 128)]
 WIDTHS = (32, 64, 128, 256, 320)
 
 
-def _saved_bytes_of_one_forward(net, loss_fn, x, target) -> int:
+def _saved_bytes_of_one_forward(net, loss_fn, x, target, distillation: bool) -> int:
     """Bytes autograd keeps for backward after forward + loss (each storage once)."""
     import torch
 
@@ -57,16 +57,16 @@ def _saved_bytes_of_one_forward(net, loss_fn, x, target) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        _loss(net, net, loss_fn, x, target)
+        _loss(net, loss_fn, x, target, distillation)
     return sum(storages.values())
 
 
-def _loss(model, net, loss_fn, x, target):
-    """The training loss; ``model`` is ``net`` or its compiled wrapper (which sets ``net.decoder_features``)."""
-    logits = model(x)
-    if not net.distillation:
-        return loss_fn.segmentation(logits, target)
-    return loss_fn.segmentation(logits, target) + loss_fn.distillation(net.pop_decoder_features())
+def _loss(model, loss_fn, x, target, distillation: bool):
+    """The training loss as the trainers compute it; ``model`` is the network or its compiled wrapper."""
+    if not distillation:
+        return loss_fn.segmentation(model(x), target)
+    logits, features = model(x, return_decoder_features=True)
+    return loss_fn(logits, target, features)
 
 
 def make_step(variant: str, args: argparse.Namespace):
@@ -79,7 +79,9 @@ def make_step(variant: str, args: argparse.Namespace):
     torch.manual_seed(0)
     device = torch.device(args.device)
     patch = tuple(args.patch)
-    net = FRADUNet(1, 2, patch, args.widths, (1, 2, 2, 2, 2), **VARIANTS[variant]).to(device)
+    options = dict(VARIANTS[variant])
+    distillation = options.pop("distillation")  # a loss setting: the network is the same either way
+    net = FRADUNet(1, 2, patch, args.widths, (1, 2, 2, 2, 2), **options).to(device)
     loss_fn = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
     x = torch.randn(args.batch, 1, *patch, device=device)
@@ -91,7 +93,7 @@ def make_step(variant: str, args: argparse.Namespace):
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
-            loss = _loss(model, net, loss_fn, x, target)
+            loss = _loss(model, loss_fn, x, target, distillation)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -112,8 +114,9 @@ def worker(args: argparse.Namespace) -> dict:
     if args.measure == "memory":
         (variant,) = args.variants
         net, loss_fn, x, target, step = make_step(variant, args)
+        distillation = VARIANTS[variant]["distillation"]
         rss_before = peak_rss_bytes()
-        saved = _saved_bytes_of_one_forward(net, loss_fn, x, target)
+        saved = _saved_bytes_of_one_forward(net, loss_fn, x, target, distillation)
         step()
         rss_growth = peak_rss_bytes() - rss_before
         return {variant: {"saved_bytes": saved, "rss_growth_bytes": rss_growth}}

@@ -71,21 +71,12 @@ def _spatial_softmax(attention: Tensor) -> Tensor:
     return torch.softmax(attention.flatten(1), dim=1)
 
 
-def attention_distillation_loss(decoder_features: Sequence[Tensor], p: float = 2, reduction: str = "sum") -> Tensor:
-    """L_distill of eq. 6 over decoder features ordered coarse to fine.
+def decoder_attention_maps(decoder_features: Sequence[Tensor], p: float = 2) -> list[Tensor]:
+    """attention_map of each decoder feature, ordered coarse to fine: (N, 1, D_m, H_m, W_m) float32 each.
 
-    For each consecutive pair (coarse A_m, fine A_m+1): G = attention_map(A, p); the coarse map is
-    trilinearly interpolated (align_corners=False) to the fine map's size; both are softmaxed over all voxels
-    of each sample; the fine one (the teacher) is detached.
-
-    reduction: "sum" (paper): squared Frobenius norm of the difference, i.e. summed over voxels, averaged over
-        the batch, summed over pairs. "mean" (released code, ``F.mse_loss``): averaged over batch and voxels,
-        summed over pairs; divided by the voxel count of a patch it is too small to train anything
-        (docs/model.md).
-    Returns a float32 scalar.
+    Checks that the features are 5-D, share the batch size and are ordered coarse to fine; the maps are what
+    :func:`distillation_from_maps` and :func:`entropies_from_maps` take, so one step computes them once.
     """
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f'reduction must be "sum" or "mean", got {reduction!r}')
     features = list(decoder_features)
     if len(features) < 2:
         raise ValueError(f"attention distillation needs at least 2 decoder features, got {len(features)}")
@@ -101,8 +92,24 @@ def attention_distillation_loss(decoder_features: Sequence[Tensor], p: float = 2
                 f"decoder features must be ordered coarse to fine: feature {index} has spatial size "
                 f"{tuple(coarse.shape[2:])}, feature {index + 1} has {tuple(fine.shape[2:])}"
             )
-    maps = [attention_map(feature, p) for feature in features]
-    with torch.autocast(features[0].device.type, enabled=False):
+    return [attention_map(feature, p) for feature in features]
+
+
+def distillation_from_maps(maps: Sequence[Tensor], reduction: str = "sum") -> Tensor:
+    """L_distill of eq. 6 from the attention maps of consecutive decoder scales (coarse to fine).
+
+    For each consecutive pair the coarse map is trilinearly interpolated (align_corners=False) to the fine
+    map's size; both are softmaxed over all voxels of each sample; the fine one (the teacher) is detached.
+
+    reduction: "sum" (paper): squared Frobenius norm of the difference, i.e. summed over voxels, averaged over
+        the batch, summed over pairs. "mean" (released code, ``F.mse_loss``): averaged over batch and voxels,
+        summed over pairs; divided by the voxel count of a patch it is too small to train anything
+        (docs/model.md).
+    Returns a float32 scalar.
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f'reduction must be "sum" or "mean", got {reduction!r}')
+    with torch.autocast(maps[0].device.type, enabled=False):
         total = maps[0].new_zeros(())
         for coarse, fine in zip(maps[:-1], maps[1:], strict=True):
             if coarse.shape[2:] != fine.shape[2:]:
@@ -114,19 +121,31 @@ def attention_distillation_loss(decoder_features: Sequence[Tensor], p: float = 2
     return total
 
 
-def attention_entropies(decoder_features: Sequence[Tensor], p: float = 2) -> Tensor:
-    """Entropy of each softmaxed attention map, normalised by log(voxels): a float32 tensor, one value per feature.
+def attention_distillation_loss(decoder_features: Sequence[Tensor], p: float = 2, reduction: str = "sum") -> Tensor:
+    """L_distill of eq. 6 over decoder features ordered coarse to fine: G = attention_map(A, p) of each
+    (:func:`decoder_attention_maps`), then :func:`distillation_from_maps`. Returns a float32 scalar."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f'reduction must be "sum" or "mean", got {reduction!r}')
+    return distillation_from_maps(decoder_attention_maps(decoder_features, p), reduction)
 
-    For each feature A: softmax over all voxels of attention_map(A, p), its entropy averaged over the batch and
-    divided by log(D*H*W), so 1 is a uniform map and 0 a single voxel. No gradients; for logging what the
-    distillation term does to the maps.
+
+def entropies_from_maps(maps: Sequence[Tensor]) -> Tensor:
+    """Entropy of each softmaxed attention map, normalised by log(voxels): a float32 tensor, one value per map.
+
+    For each map G: softmax over all voxels, its entropy averaged over the batch and divided by log(D*H*W), so
+    1 is a uniform map and 0 a single voxel. No gradients; for logging what the distillation term does.
     """
     values = []
-    with torch.no_grad():
-        for feature in decoder_features:
-            attention = attention_map(feature.detach(), p)
-            log_probabilities = torch.log_softmax(attention.flatten(1), dim=1)
+    with torch.no_grad(), torch.autocast(maps[0].device.type if maps else "cpu", enabled=False):
+        for attention in maps:
+            log_probabilities = torch.log_softmax(attention.detach().float().flatten(1), dim=1)
             entropy = -(log_probabilities.exp() * log_probabilities).sum(1).mean()
             voxels = attention[0].numel()
             values.append(entropy / math.log(voxels) if voxels > 1 else torch.zeros_like(entropy))
     return torch.stack(values) if values else torch.zeros(0)
+
+
+def attention_entropies(decoder_features: Sequence[Tensor], p: float = 2) -> Tensor:
+    """:func:`entropies_from_maps` of the features' attention maps (no gradients)."""
+    with torch.no_grad():
+        return entropies_from_maps([attention_map(feature.detach(), p) for feature in decoder_features])

@@ -7,13 +7,18 @@ step, whatever the segmentation loss is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nnunet_airway.model.distillation import attention_distillation_loss, attention_entropies
+from nnunet_airway.model.distillation import (
+    attention_distillation_loss,
+    decoder_attention_maps,
+    distillation_from_maps,
+    entropies_from_maps,
+)
 
 DISTILLATION_REDUCTIONS = ("sum", "mean")
 
@@ -67,26 +72,26 @@ class DiceFocalLoss(nn.Module):
 
 
 class SegmentationWithDistillation(nn.Module):
-    """``loss(output, target) = segmentation(output, target) + weight * L_distill(decoder_features())``.
+    """``loss(output, target, decoder_features) = segmentation(output, target) + weight * L_distill(features)``.
 
     Args:
         segmentation: e.g. ``DiceFocalLoss()``, or nnU-Net's ``DeepSupervisionWrapper`` around it.
         distillation_weight: weight of the distillation term (paper 0.1); 0 switches it off.
-        decoder_features: called after each forward pass for that pass's decoder outputs, ordered coarse to
-            fine, e.g. ``FRADUNet.pop_decoder_features``; without it, ``forward`` with a weight > 0 raises and
-            the term is added by hand with :meth:`distillation`.
-        distillation_reduction: "sum" (paper) or "mean" (released code), see ``attention_distillation_loss``.
+        distillation_reduction: "sum" (paper) or "mean" (released code), see ``distillation_from_maps``.
         p: exponent of the attention maps (paper 2).
 
-    The term is computed in float32 and added once per call, also when ``segmentation`` sums over scales.
-    Without gradients (nnU-Net's validation step) the network keeps no features and the loss is the
-    segmentation loss alone. Every training call (with gradients) records its components: ``last_components``
-    holds the last call's, :meth:`pop_mean_components` the means since the previous pop.
+    ``forward(output, target, decoder_features=None, return_components=False)``: ``decoder_features`` are the
+    network's decoder outputs of the same pass, coarse to fine (``FRADUNet(x, return_decoder_features=True)``);
+    with a weight > 0 a training call (gradients on) needs them, a call without gradients (nnU-Net's validation
+    step) is the segmentation loss alone. Returns the total, a scalar; with ``return_components`` also a dict
+    of detached float32 tensors: ``segmentation``, and with distillation ``distillation`` (the unweighted term)
+    and ``attention_entropy`` (per decoder scale, coarse to fine: see entropies_from_maps). Each attention map
+    is computed once per call, in float32; the term is added once, also when ``segmentation`` sums over scales.
+    The loss keeps no state between calls.
     """
 
-    def __init__(self, segmentation: nn.Module, distillation_weight: float,
-                 decoder_features: Callable[[], Sequence[Tensor]] | None = None,
-                 distillation_reduction: str = "sum", p: float = 2) -> None:
+    def __init__(self, segmentation: nn.Module, distillation_weight: float, distillation_reduction: str = "sum",
+                 p: float = 2) -> None:
         super().__init__()
         if distillation_weight < 0:
             raise ValueError(f"distillation_weight must be >= 0, got {distillation_weight}")
@@ -94,45 +99,29 @@ class SegmentationWithDistillation(nn.Module):
             raise ValueError(f'distillation_reduction must be "sum" or "mean", got {distillation_reduction!r}')
         self.segmentation = segmentation
         self.distillation_weight = float(distillation_weight)
-        self.decoder_features = decoder_features
         self.distillation_reduction = distillation_reduction
         self.p = p
-        self.last_components: dict[str, Tensor] = {}  # the last training call's (see pop_mean_components)
-        self._sums: dict[str, Tensor] = {}
-        self._calls = 0
 
-    def forward(self, output, target) -> Tensor:
+    @property
+    def uses_decoder_features(self) -> bool:
+        return self.distillation_weight > 0
+
+    def forward(self, output, target, decoder_features: Sequence[Tensor] | None = None,
+                return_components: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         loss = self.segmentation(output, target)
-        if not torch.is_grad_enabled():
+        components = {"segmentation": loss}
+        if self.uses_decoder_features and torch.is_grad_enabled():
+            if decoder_features is None:
+                raise ValueError("distillation_weight > 0 needs the decoder features of the same forward pass: "
+                                 "loss(output, target, decoder_features) with "
+                                 "output, decoder_features = network(x, return_decoder_features=True)")
+            maps = decoder_attention_maps(decoder_features, self.p)
+            term = distillation_from_maps(maps, self.distillation_reduction)
+            components.update(distillation=term, attention_entropy=entropies_from_maps(maps))
+            loss = loss + self.distillation_weight * term
+        if not return_components:
             return loss
-        if self.distillation_weight == 0:
-            self._record({"segmentation": loss})
-            return loss
-        if self.decoder_features is None:
-            raise ValueError("distillation_weight > 0 needs decoder_features, a callable returning the decoder "
-                             "outputs (or use segmentation and distillation(features) separately)")
-        features = self.decoder_features()
-        term = attention_distillation_loss(features, self.p, self.distillation_reduction)
-        self._record({"segmentation": loss, "distillation": term,
-                      "attention_entropy": attention_entropies(features, self.p)})
-        return loss + self.distillation_weight * term
-
-    @torch.compiler.disable
-    def _record(self, components: dict[str, Tensor]) -> None:
-        self.last_components = {name: value.detach().float() for name, value in components.items()}
-        for name, value in self.last_components.items():
-            self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
-        self._calls += 1
-
-    def pop_mean_components(self) -> dict[str, float | list[float]]:
-        """Means over the training calls since the last pop, then forgets them: ``segmentation`` (the
-        segmentation loss), and with distillation ``distillation`` (the unweighted term) and
-        ``attention_entropy`` (per decoder scale, coarse to fine: see attention_entropies). {} if none."""
-        if self._calls == 0:
-            return {}
-        means = {name: (total / self._calls).cpu() for name, total in self._sums.items()}
-        self._sums, self._calls = {}, 0
-        return {name: value.tolist() if value.dim() else float(value) for name, value in means.items()}
+        return loss, {name: value.detach().float() for name, value in components.items()}
 
     def distillation(self, decoder_features: Sequence[Tensor]) -> Tensor:
         """weight * L_distill for decoder features ordered coarse to fine (a float32 scalar)."""

@@ -115,10 +115,6 @@ class FRADUNet(nn.Module):
         strides: per-stage downsampling (ints or 3-tuples; the first is normally 1), as in nnU-Net plans.
         recalibration: "fr" (paper), "pe" (Project & Excite), "cse" (AnatomyNet cSE) or None, applied at the
             end of every encoder and decoder scale.
-        distillation: when True (and gradients are enabled) ``forward`` leaves the decoder outputs, coarse to
-            fine (bottleneck excluded), in ``self.decoder_features``; take them with
-            :meth:`pop_decoder_features`. ``forward`` never returns them. They are the recalibrated outputs of
-            the decoder scales (the released code takes the maps from the recalibration's input).
         deep_supervision: return the list of logits (full resolution first) instead of one tensor; the same
             as ``decoder.deep_supervision``, which nnU-Net's ``set_deep_supervision_enabled`` sets.
         kernel_sizes: per-stage conv kernel sizes (int, ints or 3-tuples); 3 in the paper.
@@ -138,8 +134,11 @@ class FRADUNet(nn.Module):
             pushes the background down from there (docs/model.md).
 
     ``forward(x)``: x (N, input_channels, *patch_size) -> logits (N, num_classes, *patch_size), or a list of
-    logits per decoder scale when deep supervision is on. The parameter set does not depend on
-    ``distillation`` or ``deep_supervision``.
+    logits per decoder scale (full resolution first) when deep supervision is on. ``forward(x,
+    return_decoder_features=True)`` -> (that, decoder outputs): the outputs of the decoder scales, coarse to fine
+    (bottleneck excluded), as attention distillation and the attention maps take them; they are the
+    recalibrated outputs (the released code takes the maps from the recalibration's input). ``forward`` keeps
+    no state between calls. The parameter set does not depend on ``deep_supervision``.
     """
 
     def __init__(
@@ -150,7 +149,6 @@ class FRADUNet(nn.Module):
         features_per_stage: Sequence[int] = (32, 64, 128, 256, 320),
         strides: int | Sequence[int | Sequence[int]] = (1, 2, 2, 2, 2),
         recalibration: str | None = "fr",
-        distillation: bool = True,
         deep_supervision: bool = False,
         kernel_sizes: int | Sequence[int | Sequence[int]] = 3,
         n_conv_per_stage: int = 2,
@@ -197,8 +195,6 @@ class FRADUNet(nn.Module):
         self.stage_sizes = sizes
         self.strides = stride_list
         self.recalibration = recalibration
-        self.distillation = distillation
-        self.decoder_features: list[Tensor] | None = None
         negative_slope = NONLINEARITIES[nonlin]
 
         def recal(channels: int, size: Triple) -> nn.Module | None:
@@ -268,7 +264,8 @@ class FRADUNet(nn.Module):
     def deep_supervision(self, enabled: bool) -> None:
         self.decoder.deep_supervision = enabled
 
-    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+    def forward(self, x: Tensor, return_decoder_features: bool = False
+                ) -> Tensor | list[Tensor] | tuple[Tensor | list[Tensor], list[Tensor]]:
         if x.dim() != 5 or x.shape[1] != self.input_channels:
             raise ValueError(f"FRADUNet expects input (N, {self.input_channels}, D, H, W), got {tuple(x.shape)}")
         size = tuple(x.shape[2:])
@@ -280,20 +277,6 @@ class FRADUNet(nn.Module):
         for downsample, stage in zip(self.downsamplers, self.encoder, strict=True):
             x = stage(downsample(x))
             skips.append(x)
-        keep = self.distillation and torch.is_grad_enabled()
-        seg_outputs, features = self.decoder(skips, keep)
-        self.decoder_features = features if keep else None
-        return seg_outputs if self.decoder.deep_supervision else seg_outputs[0]
-
-    def pop_decoder_features(self) -> list[Tensor]:
-        """The decoder outputs of the last forward (coarse to fine) for attention distillation; clears them.
-
-        Raises RuntimeError when none are held (distillation off, or forward ran without gradients).
-        """
-        features, self.decoder_features = self.decoder_features, None
-        if features is None:
-            raise RuntimeError(
-                "no decoder features: construct FRADUNet with distillation=True (or set .distillation = True) "
-                "and run forward with gradients enabled"
-            )
-        return features
+        seg_outputs, features = self.decoder(skips, return_decoder_features)
+        outputs = seg_outputs if self.decoder.deep_supervision else seg_outputs[0]
+        return (outputs, features) if return_decoder_features else outputs

@@ -83,27 +83,13 @@ def load_predictor(model_folder: str | os.PathLike, fold: str = "0", checkpoint:
     return predictor
 
 
-class DecoderAttentionRecorder:
-    """Forward hooks on a FRADUNet's decoder stages; after each forward, ``maps`` holds G per stage
-    (coarse to fine, (N, 1, D, H, W) float32). Use as a context manager (removes the hooks)."""
-
-    def __init__(self, network: nn.Module) -> None:
-        self.maps: list[Tensor] = []
-        self._handles = [stage.register_forward_hook(self._hook) for stage in unwrapped(network).decoder.stages]
-
-    def _hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
-        self.maps.append(attention_map(output))
-
-    def take(self) -> list[Tensor]:
-        maps, self.maps = self.maps, []
-        return maps
-
-    def __enter__(self) -> DecoderAttentionRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
+def window_attention(network: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """One window through the airway U-Net: its logits (N, classes, D, H, W) and G = sum_c |A_c|^2 of each
+    decoder stage's output A (coarse to fine, (N, 1, D_m, H_m, W_m) float32), from the same decoder features
+    the trainers hand to attention distillation (``return_decoder_features``)."""
+    out, features = unwrapped(network)(x, return_decoder_features=True)
+    out = out[0] if isinstance(out, list | tuple) else out
+    return out, [attention_map(feature) for feature in features]
 
 
 def preprocess(predictor: nnUNetPredictor, image_files: list[str]) -> tuple[np.ndarray, dict]:
@@ -131,15 +117,13 @@ def sliding_window_attention(predictor: nnUNetPredictor, data: np.ndarray) -> tu
     weights = torch.zeros(size, dtype=torch.float32)
     stage_shapes: list = []
     autocast = torch.autocast("cuda") if predictor.device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    with DecoderAttentionRecorder(network) as recorder, autocast:
+    with autocast:
         for sz in steps[0]:
             for sy in steps[1]:
                 for sx in steps[2]:
                     window = (slice(sz, sz + patch[0]), slice(sy, sy + patch[1]), slice(sx, sx + patch[2]))
                     x = padded[(slice(None), *window)][None].to(predictor.device)
-                    out = network(x)
-                    out = out[0] if isinstance(out, list | tuple) else out
-                    stage_maps = recorder.take()
+                    out, stage_maps = window_attention(network, x)
                     stage_shapes = [tuple(int(n) for n in m.shape[2:]) for m in stage_maps]
                     up = torch.cat([F.interpolate(m.float(), size=patch, mode="trilinear", align_corners=False)
                                     for m in stage_maps], dim=1)[0].cpu()

@@ -1,9 +1,9 @@
 """One nnU-Net trainer for the paper's U-Net and its Table 2 ablations; the variants only set class attributes.
 
 Overrides the fewest nnUNetTrainer methods: the network (FRADUNet from the plans), the loss (Dice + focal
-+ weighted attention distillation, the decoder features fetched from the network after each forward pass),
-the deep-supervision scales of a five-scale network, and the end of an epoch (which also writes
-``progress.json``, see trainers/progress.py). Data pipeline, optimiser, schedule, torch.compile,
++ weighted attention distillation), the training step (which asks the network for its decoder features and
+hands them to the loss, and returns the loss components), the deep-supervision scales of a five-scale
+network, and the end of an epoch (which also writes ``progress.json``, see trainers/progress.py). Data pipeline, optimiser, schedule, torch.compile,
 checkpoints, validation and prediction are nnU-Net's; nnU-Net's own
 set_deep_supervision_enabled works because FRADUNet keeps the flag on ``decoder.deep_supervision``.
 """
@@ -15,8 +15,9 @@ import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
-from torch import nn
+from torch import autocast, nn
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
 
@@ -95,8 +96,7 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
         gradient, so the others are frozen (``requires_grad=False``; they stay in the state dict).
         """
         network = build_fradunet(configuration_manager, num_input_channels, num_output_channels,
-                                 recalibration=cls.recalibration, distillation=cls.distillation_weight > 0,
-                                 deep_supervision=enable_deep_supervision)
+                                 recalibration=cls.recalibration, deep_supervision=enable_deep_supervision)
         if not enable_deep_supervision:
             for head in network.decoder.seg_layers[:-1]:
                 head.requires_grad_(False)
@@ -117,8 +117,37 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
             weights[-1] = 1e-6 if self.is_ddp and not self._do_i_compile() else 0.0
             segmentation = DeepSupervisionWrapper(segmentation, weights / weights.sum())
         return SegmentationWithDistillation(segmentation, self.distillation_weight,
-                                            decoder_features=lambda: unwrapped(self.network).pop_decoder_features(),
                                             distillation_reduction=self.distillation_reduction)
+
+    def train_step(self, batch: dict) -> dict:
+        """nnU-Net's training step (autocast on CUDA, its GradScaler, gradient clipping at 12), with the decoder
+        features handed from the network to the loss in the open, and the loss components returned beside
+        nnU-Net's ``loss`` (LossComponentsRecord averages them over the epoch and the DDP ranks)."""
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        if isinstance(target, list):
+            target = [t.to(self.device, non_blocking=True) for t in target]
+        else:
+            target = target.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            if self.distillation_weight > 0:
+                output, decoder_features = self.network(data, return_decoder_features=True)
+            else:
+                output, decoder_features = self.network(data), None
+            loss, components = self.loss(output, target, decoder_features, return_components=True)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+        return {"loss": loss.detach().cpu().numpy(),
+                **{name: value.cpu().numpy() for name, value in components.items()}}
 
     def on_epoch_end(self) -> None:
         super().on_epoch_end()

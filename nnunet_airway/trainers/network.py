@@ -61,7 +61,6 @@ def build_fradunet(
     num_input_channels: int,
     num_output_channels: int,
     recalibration: str | None,
-    distillation: bool,
     deep_supervision: bool,
     foreground_prior: float | None = FOREGROUND_PRIOR,
 ) -> FRADUNet:
@@ -76,7 +75,6 @@ def build_fradunet(
         strides=[_as_ints(s) for s in _first_stages(arch, "strides")],
         kernel_sizes=[_as_ints(k) for k in _first_stages(arch, "kernel_sizes")],
         recalibration=recalibration,
-        distillation=distillation,
         deep_supervision=deep_supervision,
         # the paper's U-Net, whatever the plans' own network: 2 x (conv + IN + ReLU) per scale, max-pool down
         n_conv_per_stage=2,

@@ -82,12 +82,16 @@ def test_maps_match_the_networks_own_decoder_features_and_logits_match_nnunet(tr
     torch.testing.assert_close(logits[:, reliable], reference[:, reliable], atol=2e-2, rtol=1e-2)
     assert (logits.argmax(0) == reference.argmax(0)).float().mean() > 0.999
 
+    # the decoder stages' outputs, taken independently of the network's own tap by forward hooks
     network = unwrapped(predictor.network)
-    distillation, network.distillation = network.distillation, True
-    with torch.enable_grad():
-        network(torch.from_numpy(data[None, :, : patch[0], : patch[1], : patch[2]]))
-    features = network.pop_decoder_features()
-    network.distillation = distillation
+    features: list[torch.Tensor] = []
+    handles = [stage.register_forward_hook(lambda m, i, out: features.append(out)) for stage in network.decoder.stages]
+    try:
+        with torch.no_grad():
+            network(torch.from_numpy(data[None, :, : patch[0], : patch[1], : patch[2]]))
+    finally:
+        for handle in handles:
+            handle.remove()
     assert len(features) == maps.shape[0]
     # where only the first window reaches, the accumulated map is that window's map
     only_first = tuple(slice(0, s[1] if len(s) > 1 else p) for s, p in zip(steps, patch, strict=True))

@@ -33,7 +33,7 @@ def bare_trainer(trainer_class: type[AirwayTrainerBase], network: torch.nn.Modul
 
 def network_and_batch() -> tuple[FRADUNet, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    network = FRADUNet(1, 2, PATCH, [2, 4, 4, 4, 4], STRIDES, recalibration="fr", distillation=True)
+    network = FRADUNet(1, 2, PATCH, [2, 4, 4, 4, 4], STRIDES, recalibration="fr")
     image = torch.randn(2, 1, *PATCH)
     return network, image, (image > 1.0).float()
 
@@ -47,15 +47,14 @@ def test_class_attributes_set_the_distillation_weight_and_reduction(trainer_clas
     network, image, target = network_and_batch()
     loss = bare_trainer(trainer_class, network)._build_loss()
     assert isinstance(loss, SegmentationWithDistillation)
-    output = network(image)
-    features = network.pop_decoder_features()
+    output, features = network(image, return_decoder_features=True)
     distillation = attention_distillation_loss(features, reduction=trainer_class.distillation_reduction)
     expected = DiceFocalLoss()(output, target) + trainer_class.distillation_weight * distillation
 
-    total = loss(network(image), target)  # the same forward pass again; the loss fetches its features
+    total, components = loss(output, target, features, return_components=True)
 
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert network.decoder_features is None
+    assert components["distillation"].item() == pytest.approx(distillation.item(), rel=1e-6)
 
 
 def test_a_variant_without_distillation_gets_the_segmentation_loss_alone() -> None:
@@ -72,8 +71,8 @@ def test_distillation_is_added_once_with_deep_supervision() -> None:
     features = [torch.randn(2, 8, 2, 4, 4, generator=generator, requires_grad=True),
                 torch.randn(2, 4, 4, 8, 8, generator=generator, requires_grad=True)]
     wrapper = DeepSupervisionWrapper(DiceFocalLoss(), (0.5, 0.5))
-    loss = SegmentationWithDistillation(wrapper, 0.1, decoder_features=lambda: features)
-    total = loss([logits, logits], [target, target])
+    loss = SegmentationWithDistillation(wrapper, 0.1)
+    total = loss([logits, logits], [target, target], features)
     segmentation = DiceFocalLoss()(logits, target)
     distillation = attention_distillation_loss(features)
     assert distillation.item() > 0

@@ -102,7 +102,13 @@ def test_the_whole_trainer_compiles_and_gives_the_eager_loss_and_gradients(resul
     networks = [unwrapped(t.network) for t in trainers]
 
     def losses(data: list[torch.Tensor], targets: list) -> list[torch.Tensor]:
-        return [t.loss(network(x), y) for t, network, x, y in zip(trainers, networks, data, targets, strict=True)]
+        """The airway train_step's forward: network with its decoder features, loss with its components."""
+        values = []
+        for trainer, network, x, y in zip(trainers, networks, data, targets, strict=True):
+            output, features = network(x, return_decoder_features=True)
+            total, components = trainer.loss(output, y, features, return_components=True)
+            values.append(total + 0 * components["attention_entropy"].sum())
+        return values
 
     def gradients(function) -> tuple[list[float], list[list[torch.Tensor]]]:
         for network in networks:
@@ -117,20 +123,20 @@ def test_the_whole_trainer_compiles_and_gives_the_eager_loss_and_gradients(resul
     compiled_losses, compiled_grads = gradients(torch.compile(losses, backend="aot_eager"))
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-5, abs=1e-6)
     for network, batch in zip(networks, batches, strict=True):
-        explanation = torch._dynamo.explain(network)(batch["data"])
+        explanation = torch._dynamo.explain(network)(batch["data"], return_decoder_features=True)
         assert explanation.graph_break_count == 0, explanation.break_reasons
     for cls, eager, compiled in zip(COMPILED, eager_grads, compiled_grads, strict=True):
         assert_same_gradients(eager, compiled, cls.__name__)
 
 
 @pytest.mark.parametrize("trainer_class", VARIANTS, ids=lambda c: c.__name__)
-def test_bfloat16_autocast_trainer_step(trainer_class, results) -> None:
-    """nnU-Net's own train_step under CPU bfloat16 autocast, on activations far above float16's range."""
+def test_bfloat16_autocast_trainer_step(trainer_class, results, cpu_bfloat16) -> None:
+    """The airway train_step under CPU bfloat16 autocast, on activations far above float16's range."""
     trainer, batch = make(trainer_class)
     batch["data"] = 300 * batch["data"]
     network = unwrapped(trainer.network)
     before = [p.detach().clone() for p in network.parameters()]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with cpu_bfloat16():
         loss = float(trainer.train_step(batch)["loss"])
     assert math.isfinite(loss)
     for new in network.parameters():

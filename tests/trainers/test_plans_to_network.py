@@ -47,9 +47,9 @@ def test_deeper_plans_are_cut_to_their_first_five_stages() -> None:
     features = [2, 4, 8, 16, 16, 16]
     kernels = [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]]
     network = build_fradunet(configuration([16, 32, 32], six, features, kernels), 1, 2,
-                             recalibration="fr", distillation=True, deep_supervision=False)
+                             recalibration="fr", deep_supervision=False)
     five = build_fradunet(configuration([16, 32, 32], FIVE_STAGES, features[:5], kernels[:5]), 1, 2,
-                          recalibration="fr", distillation=True, deep_supervision=False)
+                          recalibration="fr", deep_supervision=False)
     assert network.state_dict().keys() == five.state_dict().keys()
     assert [p.shape for p in network.parameters()] == [p.shape for p in five.parameters()]
     with torch.no_grad():

@@ -24,7 +24,7 @@ STRIDES = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
 
 def small_network() -> FRADUNet:
     torch.manual_seed(0)
-    return FRADUNet(1, 2, PATCH, [2, 4, 4, 4, 4], STRIDES, recalibration="fr", distillation=True)
+    return FRADUNet(1, 2, PATCH, [2, 4, 4, 4, 4], STRIDES, recalibration="fr")
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,27 +53,26 @@ def test_ddp_trains_and_takes_the_unwrapped_networks_features(trainer, tmp_path:
     try:
         ddp = DistributedDataParallel(network)
         assert unwrapped(ddp) is network
-        loss = SegmentationWithDistillation(segmentation, 0.1,
-                                            decoder_features=lambda: unwrapped(ddp).pop_decoder_features())
+        loss = SegmentationWithDistillation(segmentation, 0.1)
         image, target = batch()
         targets = [target[:, :, ::s, ::s, ::s] for s in (1, 2, 4, 8)]  # the first four stages' scales
         for _ in range(2):
-            output = ddp(image)
-            total = loss(output, targets) if trainer.deep_supervision else loss(output, target)
+            output, features = ddp(image, return_decoder_features=True)  # through DDP's own forward
+            total = loss(output, targets if trainer.deep_supervision else target, features)
             total.backward()
             assert math.isfinite(total.item())
-            assert network.decoder_features is None  # handed over once, not kept
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16])  # nnU-Net's fp16 autocast runs on CUDA only
-def test_loss_with_distillation_is_finite_float32_under_autocast(dtype: torch.dtype) -> None:
+def test_loss_with_distillation_is_finite_float32_under_autocast(dtype: torch.dtype, cpu_bfloat16) -> None:
     network = small_network()
-    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=network.pop_decoder_features)
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
     image, target = batch()
-    with torch.autocast("cpu", dtype=dtype):
-        total = loss(network(100 * image), target)
+    with cpu_bfloat16():
+        output, features = network(100 * image, return_decoder_features=True)
+        total = loss(output, target, features)
+        total.backward()
     assert total.dtype == torch.float32 and math.isfinite(total.item())
-    total.backward()
     assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)

@@ -5,4 +5,4 @@ The budget trainers are made in ``nnunet_airway.trainers.budget``; see ``shims/_
 
 from nnunet_airway.trainers.budget import BUDGET_TRAINERS
 
-globals().update(BUDGET_TRAINERS)  # nnU-Net's lookup finds a class as an attribute of this module, by its name
+globals().update(BUDGET_TRAINERS)  # nnU-Net's lookup finds each trainer as an attribute of this module, by name

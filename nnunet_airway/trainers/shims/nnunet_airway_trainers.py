@@ -5,4 +5,4 @@ The trainer classes are made in ``nnunet_airway.trainers.variants``; see ``shims
 
 from nnunet_airway.trainers.variants import TRAINERS
 
-globals().update(TRAINERS)  # nnU-Net's lookup finds a class as an attribute of this module, by its name
+globals().update(TRAINERS)  # nnU-Net's lookup finds each trainer as an attribute of this module, by name

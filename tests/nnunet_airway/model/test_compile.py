@@ -16,8 +16,10 @@ def test_fr_and_distillation_compile_without_graph_breaks(randomise) -> None:
     loss_fn = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
 
     def loss(y: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """The training loss as train_step calls it: output, target, decoder features, with its components."""
         out = fr.recalibrate(y, 0.0)
-        return loss_fn.segmentation(out[:, :2], (out[:, 2:3] > 0).float()) + loss_fn.distillation([coarse, out])
+        total, components = loss_fn(out[:, :2], (out[:, 2:3] > 0).float(), [coarse, out], return_components=True)
+        return total + 0 * components["attention_entropy"].sum()
 
     y = torch.randn(2, 4, 3, 4, 5, requires_grad=True)
     coarse = torch.randn(2, 4, 3, 2, 5, requires_grad=True)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nnunet_airway.model.distillation import attention_distillation_loss
+from nnunet_airway.model.distillation import attention_distillation_loss, attention_entropies
 from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 
 
@@ -71,12 +71,11 @@ def decoder_features(seed: int = 1, scale: float = 1.0) -> list[torch.Tensor]:
 def test_distillation_adds_weight_times_the_term_with_its_reduction(weight: float, reduction: str) -> None:
     logits, target = logits_and_target()
     features = decoder_features()
-    loss = SegmentationWithDistillation(DiceFocalLoss(), weight, decoder_features=lambda: features,
-                                        distillation_reduction=reduction)
+    loss = SegmentationWithDistillation(DiceFocalLoss(), weight, distillation_reduction=reduction)
     distill = attention_distillation_loss(features, reduction=reduction).item()
     assert distill > 0
     expected = DiceFocalLoss()(logits, target).item() + weight * distill
-    assert loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    assert loss(logits, target, features).item() == pytest.approx(expected, rel=1e-6)
     assert loss.distillation(features).item() == pytest.approx(weight * distill, rel=1e-6)
 
 
@@ -89,27 +88,23 @@ def test_without_distillation_it_is_the_segmentation_loss() -> None:
 def test_constant_features_add_nothing() -> None:
     logits, target = logits_and_target()
     constant = [torch.ones(2, 8, 2, 4, 4), torch.ones(2, 4, 4, 8, 8)]
-    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=lambda: constant)
-    assert loss(logits, target).item() == pytest.approx(DiceFocalLoss()(logits, target).item(), abs=1e-6)
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
+    assert loss(logits, target, constant).item() == pytest.approx(DiceFocalLoss()(logits, target).item(), abs=1e-6)
 
 
 def test_without_gradients_as_in_validation_only_the_segmentation_loss() -> None:
     logits, target = logits_and_target()
-
-    def no_features() -> list[torch.Tensor]:
-        raise AssertionError("features must not be fetched without gradients")
-
-    with torch.no_grad():
-        total = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=no_features)(logits, target)
+    with torch.no_grad():  # nnU-Net's validation step: loss(output, target), no features
+        total = SegmentationWithDistillation(DiceFocalLoss(), 0.1)(logits, target)
     assert torch.equal(total, DiceFocalLoss()(logits, target))
 
 
 def test_distillation_is_finite_float32_under_autocast_with_large_features() -> None:
     logits, target = logits_and_target()
     large = [f.to(torch.bfloat16) for f in decoder_features(scale=300.0)]
-    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=lambda: large)
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        total = loss(logits.to(torch.bfloat16), target)
+        total = loss(logits.to(torch.bfloat16), target, large)
     assert total.dtype == torch.float32 and torch.isfinite(total)
     total.backward()
 
@@ -159,33 +154,39 @@ def test_bad_distillation_arguments_are_refused(weight: float, reduction: str, m
 
 def test_forward_without_a_feature_source_says_what_is_missing() -> None:
     logits, target = logits_and_target()
-    with pytest.raises(ValueError, match="needs decoder_features"):
+    with pytest.raises(ValueError, match="needs the decoder features of the same forward pass"):
         SegmentationWithDistillation(DiceFocalLoss(), 0.1)(logits, target)
 
 
-def test_training_calls_record_their_components_and_their_means() -> None:
+def test_components_are_returned_with_the_total_and_nothing_is_kept() -> None:
     logits, target = logits_and_target()
-    features = [decoder_features(seed=1), decoder_features(seed=2)]
-    calls = iter(features)
-    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1, lambda: next(calls))
-    assert loss.pop_mean_components() == {}
-    loss(logits, target)
-    loss(logits, target)
+    features = decoder_features()
+    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
+    attributes = dict(vars(loss))
+    total, components = loss(logits, target, features, return_components=True)
+    assert set(components) == {"segmentation", "distillation", "attention_entropy"}
     segmentation = DiceFocalLoss()(logits, target).item()
-    distillations = [attention_distillation_loss(f).item() for f in features]
-    assert loss.last_components["distillation"].item() == pytest.approx(distillations[1], rel=1e-6)
-    with torch.no_grad():
-        loss(logits, target)  # validation: not recorded
-    means = loss.pop_mean_components()
-    assert set(means) == {"segmentation", "distillation", "attention_entropy"}
-    assert means["segmentation"] == pytest.approx(segmentation, rel=1e-6)
-    assert means["distillation"] == pytest.approx(sum(distillations) / 2, rel=1e-6)
-    assert len(means["attention_entropy"]) == 2 and all(0 < h <= 1 for h in means["attention_entropy"])
-    assert loss.pop_mean_components() == {}
+    distillation = attention_distillation_loss(features).item()
+    assert components["segmentation"].item() == pytest.approx(segmentation, rel=1e-6)
+    assert components["distillation"].item() == pytest.approx(distillation, rel=1e-6)
+    assert total.item() == pytest.approx(segmentation + 0.1 * distillation, rel=1e-6)
+    torch.testing.assert_close(components["attention_entropy"], attention_entropies(features))
+    assert all(not value.requires_grad and value.dtype == torch.float32 for value in components.values())
+    assert vars(loss) == attributes  # no state kept between calls
 
 
-def test_without_distillation_only_the_segmentation_loss_is_recorded() -> None:
+def test_each_attention_map_is_computed_once_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nnunet_airway.model.distillation as distillation_module
+
+    calls = []
+    real = distillation_module.attention_map
+    monkeypatch.setattr(distillation_module, "attention_map", lambda f, p=2: calls.append(f) or real(f, p))
     logits, target = logits_and_target()
-    loss = SegmentationWithDistillation(DiceFocalLoss(), 0.0)
-    loss(logits, target)
-    assert loss.pop_mean_components() == {"segmentation": pytest.approx(DiceFocalLoss()(logits, target).item())}
+    SegmentationWithDistillation(DiceFocalLoss(), 0.1)(logits, target, decoder_features(), return_components=True)
+    assert len(calls) == 2  # two decoder features, one map each, shared by the term and its entropies
+
+
+def test_without_distillation_only_the_segmentation_component() -> None:
+    logits, target = logits_and_target()
+    total, components = SegmentationWithDistillation(DiceFocalLoss(), 0.0)(logits, target, return_components=True)
+    assert set(components) == {"segmentation"} and torch.equal(total, DiceFocalLoss()(logits, target))

@@ -22,13 +22,14 @@ def small_net(**kwargs) -> FRADUNet:
 @pytest.mark.parametrize("recalibration", ["fr", "pe", "cse", None])
 def test_deep_supervision_outputs_and_decoder_features(recalibration) -> None:
     net = small_net(recalibration=recalibration, deep_supervision=True)
-    outputs = net(torch.randn(2, 1, *PATCH))
+    x = torch.randn(2, 1, *PATCH)
+    outputs, features = net(x, return_decoder_features=True)
     assert [tuple(o.shape) for o in outputs] == [(2, 2, 8, 16, 32), (2, 2, 8, 8, 16), (2, 2, 4, 4, 8),
                                                  (2, 2, 2, 2, 4)]
-    features = net.pop_decoder_features()
     assert [tuple(f.shape) for f in features] == [(2, 16, 2, 2, 4), (2, 8, 4, 4, 8), (2, 8, 8, 8, 16),
                                                   (2, 4, 8, 16, 32)]
-    assert net.decoder_features is None
+    # the finest feature is what the finest head reads
+    torch.testing.assert_close(net.decoder.seg_layers[-1](features[-1]), outputs[0])
 
 
 @pytest.mark.parametrize(
@@ -58,8 +59,8 @@ def test_nnunet_style_deep_supervision_switch() -> None:
 
 
 def test_strict_state_dict_load_with_flags_flipped() -> None:
-    trained = small_net(deep_supervision=True, distillation=True)
-    other = small_net(deep_supervision=False, distillation=False)
+    trained = small_net(deep_supervision=True)
+    other = small_net(deep_supervision=False)
     other.load_state_dict(trained.state_dict(), strict=True)
     x = torch.randn(1, 1, *PATCH)
     trained.eval()
@@ -68,15 +69,20 @@ def test_strict_state_dict_load_with_flags_flipped() -> None:
         torch.testing.assert_close(other(x), trained(x)[0])
 
 
-def test_decoder_features_only_when_asked() -> None:
-    net = small_net(distillation=False)
-    net(torch.randn(1, 1, *PATCH))
-    with pytest.raises(RuntimeError, match="distillation=True"):
-        net.pop_decoder_features()
-    net.distillation = True
+def test_forward_has_no_side_effects() -> None:
+    """The network keeps nothing from a call: same attributes and tensors before and after, whether or not
+    the decoder features are asked for, with or without gradients."""
+    net = small_net()
+    x = torch.randn(1, 1, *PATCH)
+    attributes = dict(vars(net))
+    state = {name: value.clone() for name, value in net.state_dict().items()}
+    plain = net(x)
+    with_features, _ = net(x, return_decoder_features=True)
     with torch.no_grad():
-        net(torch.randn(1, 1, *PATCH))
-    assert net.decoder_features is None  # inference keeps nothing alive
+        net(x, return_decoder_features=True)
+    assert vars(net) == attributes
+    assert all(torch.equal(state[name], value) for name, value in net.state_dict().items())
+    torch.testing.assert_close(plain, with_features)
 
 
 def test_training_step_with_distillation_updates_fr_weights() -> None:
@@ -86,17 +92,22 @@ def test_training_step_with_distillation_updates_fr_weights() -> None:
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999))
     x = torch.randn(2, 1, *PATCH)
     target = (x > 1).float()
-    loss_fn = SegmentationWithDistillation(DiceFocalLoss(), 0.1, decoder_features=net.pop_decoder_features)
+    loss_fn = SegmentationWithDistillation(DiceFocalLoss(), 0.1)
     before = net.encoder[0].recalibration.width_weights.detach().clone()
     losses = []
     for _ in range(3):
         optimizer.zero_grad()
-        loss = loss_fn(net(x), target)
+        loss = loss_fn(*_with_target(net(x, return_decoder_features=True), target))
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
     assert not torch.equal(before, net.encoder[0].recalibration.width_weights)
+
+
+def _with_target(output_and_features: tuple, target: torch.Tensor) -> tuple:
+    output, features = output_and_features
+    return output, target, features
 
 
 def test_patch_that_strides_cannot_divide_raises() -> None:
@@ -124,16 +135,18 @@ def test_non_fr_network_accepts_other_divisible_sizes_only() -> None:
         net(torch.randn(1, 1, 8, 16, 20))
 
 
-def test_network_is_finite_under_bfloat16_autocast_with_large_inputs() -> None:
+@pytest.mark.parametrize("seed", range(8))
+def test_network_is_finite_under_bfloat16_autocast_with_large_inputs(seed: int, cpu_bfloat16) -> None:
     from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 
+    torch.manual_seed(seed)
     net = small_net(deep_supervision=True)
     x = 1e4 * torch.randn(1, 1, *PATCH)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        outputs = net(x)
+    with cpu_bfloat16():
+        outputs, features = net(x, return_decoder_features=True)
         loss = sum(DiceFocalLoss()(o, torch.zeros(1, 1, *o.shape[2:])) for o in outputs)
-        loss = loss + SegmentationWithDistillation(DiceFocalLoss(), 0.1).distillation(net.pop_decoder_features())
-    loss.backward()
+        loss = loss + SegmentationWithDistillation(DiceFocalLoss(), 0.1).distillation(features)
+        loss.backward()  # inside: the backward pass picks its convolution kernels when it runs
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
@@ -170,3 +183,16 @@ def test_default_initialisation_starts_near_one_half() -> None:
 def test_bad_foreground_prior_is_refused(num_classes: int, prior: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FRADUNet(1, num_classes, PATCH, FEATURES, STRIDES, foreground_prior=prior)
+
+
+def test_the_bfloat16_fixture_gives_finite_convolution_gradients(cpu_bfloat16) -> None:
+    """The case oneDNN's bfloat16 weight gradient gets wrong now and then (see tests/conftest.py): with the
+    fixture's native kernels every draw is finite."""
+    conv = torch.nn.Conv3d(8, 16, 3, padding=1)
+    for _ in range(100):
+        x = torch.randn(1, 8, 2, 2, 4, requires_grad=True)
+        conv.weight.grad = None
+        with cpu_bfloat16():
+            y = conv(x)
+            y.backward(torch.randn_like(y))
+        assert torch.isfinite(conv.weight.grad).all() and torch.isfinite(x.grad).all()
