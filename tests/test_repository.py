@@ -14,12 +14,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ci_runs_exactly_the_readme_test_command() -> None:
-    ci_lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
-    test_command = ci_lines[-1]
-    assert "pytest" in test_command
-    readme = (ROOT / "README.md").read_text()
-    assert test_command in [line.strip() for line in readme.splitlines()], f"README.md must show the test command {test_command!r}"
+README_TEST_COMMAND = "python -m pytest -q"
+
+
+def test_ci_lints_then_runs_the_readme_test_command_quick_tier_first() -> None:
+    """The README's command runs everything; CI runs the same command as two complementary tiers (``-m "not
+    slow"`` then ``-m "slow"``), after ruff, so that nothing is left out and a lint or quick failure is early."""
+    readme = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()]
+    assert README_TEST_COMMAND in readme, f"README.md must show the test command {README_TEST_COMMAND!r}"
+    ci = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()
+          if line.strip() and not line.strip().startswith("#")]
+    runs = [line for line in ci if "pytest" in line]
+    assert runs == [f'{README_TEST_COMMAND} -m "not slow"', f'{README_TEST_COMMAND} -m "slow"']
+    assert ci[-2:] == runs
+    assert ci.index("ruff check .") < ci.index(runs[0])
+
+
+def test_ruff_is_installed_by_the_test_extra() -> None:
+    setup = (ROOT / "setup.cfg").read_text()
+    extra = setup[setup.index("test ="):].split("\n[")[0]
+    assert "ruff" in extra and "pytest" in extra
 
 
 @pytest.mark.slow
