@@ -50,7 +50,7 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--min-slices", type=int, default=10, metavar="N",
                        help="a DICOM series needs at least N slices to count as a CT volume (default 10)")
     group.add_argument("--paper-split", action="store_true",
-                       help="seeded 70/10/20 %% split as in the paper (63/9/18 of 90): test cases to imagesTs, fold 0 "
+                       help="seeded random 70/10/20 %% split in the paper's proportions (63/9/18 of 90; not its case list): test cases to imagesTs, fold 0 "
                             "to splits_final.json")
     group.add_argument("--seed", type=int, default=0, help="seed of --paper-split (default 0)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,4 +1,5 @@
-"""The paper's protocol: a seeded 63/9/18 train/validation/test split, and nnU-Net's splits_final.json for it."""
+"""The paper's protocol: a seeded random train/validation/test split in its proportions (63/9/18 of 90; the paper
+publishes no case list, so the cases are ours), and nnU-Net's splits_final.json for it."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ class Stage:
 
 
 class Ledger:
-    """``<workdir>/demo_state.json``: the settings a work dir was made with and the stages finished."""
+    """``<workdir>/state.json`` (the path the pipeline gives): the settings a work dir was made with and the
+    stages finished."""
 
     def __init__(self, path: Path, settings: dict[str, Any]) -> None:
         self.path = path

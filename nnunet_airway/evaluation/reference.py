@@ -33,6 +33,7 @@ class ParsedReference:
         centreline than to any other tree centreline voxel and within ``zone_reach_mm`` of it
         (None when there is no trachea).
     voxels_outside: reference voxels left out because they lie outside the largest component.
+    voxels_given: airway voxels of the reference as given (before the largest-component step and hole filling).
     """
 
     mask: np.ndarray
@@ -44,6 +45,7 @@ class ParsedReference:
     zone_reach_mm: float
     betti: tuple[int, int, int]
     voxels_outside: int = 0
+    voxels_given: int = 0
 
     def volume_coords(self, voxels: np.ndarray) -> np.ndarray:
         """(K, 3) volume coordinates of skeleton voxels (rows of ``skeleton.coords``)."""
@@ -81,7 +83,8 @@ def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, floa
     mask, box = largest_component_in_box(reference, connectivity, margin=1)
     if box is None:
         raise ValueError("the reference has no airway voxels")
-    voxels_outside = int(np.count_nonzero(reference if reference.dtype == bool else reference > 0)) - int(mask.sum())
+    voxels_given = int(np.count_nonzero(reference if reference.dtype == bool else reference > 0))
+    voxels_outside = voxels_given - int(mask.sum())
     mask = fill_holes(mask)
     skeleton = skeleton_graph(lee_skeleton(mask), spacing_zyx)
     radius = lumen_radius(mask, skeleton.coords, spacing_zyx)
@@ -89,7 +92,7 @@ def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, floa
     zone, zone_box, reach = trachea_zone(tree, skeleton, radius, box, reference.shape, spacing_zyx)
     return ParsedReference(mask=mask, box=box, skeleton=skeleton, tree=tree, trachea_zone=zone,
                            trachea_box=zone_box, zone_reach_mm=reach, betti=betti_numbers(reference),
-                           voxels_outside=voxels_outside)
+                           voxels_outside=voxels_outside, voxels_given=voxels_given)
 
 
 def trachea_zone(

@@ -141,7 +141,8 @@ def _score_one(task: CaseTask) -> tuple[str, dict]:
     if task.truth_path is not None and task.truth is not None:
         from nnunet_airway.evaluation.phantom_truth import bd_by_absolute_generation
 
-        check_truth_matches(task.truth, task.truth_path, task.ref_path, score.volume_shape)
+        check_truth_matches(task.truth, task.truth_path, task.ref_path, score.volume_shape,
+                            score.reference.voxels_given)
         metrics["BD_by_absolute_generation"] = bd_by_absolute_generation(score, task.truth)
     return task.case, metrics
 
@@ -170,12 +171,18 @@ def read_truth(path: Path) -> dict:
     return truth
 
 
-def check_truth_matches(truth: dict, truth_path: Path, ref_path: Path, ref_shape_zyx: tuple[int, ...]) -> None:
-    """DataError unless the sidecar describes the reference (same shape; same voxel count where recorded)."""
+def check_truth_matches(truth: dict, truth_path: Path, ref_path: Path, ref_shape_zyx: tuple[int, ...],
+                        ref_voxels: int | None = None) -> None:
+    """DataError unless the sidecar describes the reference: the same shape, and the same airway voxel count
+    where the sidecar records one (``label_voxels``) and ``ref_voxels`` is given."""
+    advice = "give --truth the truth/ folder of the phantoms these labels came from"
     if [int(n) for n in truth["shape_zyx"]] != [int(n) for n in ref_shape_zyx]:
         raise DataError(f"{truth_path}: describes a {tuple(truth['shape_zyx'])} phantom but {ref_path} is "
-                        f"{tuple(ref_shape_zyx)}; give --truth the truth/ folder of the phantoms these labels "
-                        f"came from")
+                        f"{tuple(ref_shape_zyx)}; {advice}")
+    recorded = truth.get("label_voxels")
+    if recorded is not None and ref_voxels is not None and int(recorded) != int(ref_voxels):
+        raise DataError(f"{truth_path}: describes a label of {int(recorded)} airway voxels but {ref_path} has "
+                        f"{int(ref_voxels)}; {advice}")
 
 
 def evaluate_folder(

@@ -13,7 +13,7 @@ import pytest
 from nnunet_airway.cli import main as cli_main
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation import evaluate_case, evaluate_folder
-from nnunet_airway.image_io import Geometry, write_image
+from nnunet_airway.image_io import Geometry, read_image, write_image
 
 AirwayCase = Callable[[str], tuple[np.ndarray, tuple[float, float, float]]]
 SCHEMA_CASE_KEYS = {"BD", "TD", "TD_mm", "TPR", "FPR", "DSC", "precision", "clDice", "branches_reference",
@@ -179,6 +179,19 @@ def test_truth_of_other_phantoms_is_refused(tmp_path: Path, truth_folders) -> No
     (truth / "crop_000.json").write_text(json.dumps({**sidecar, "shape_zyx": [64, 64, 64]}))
     with pytest.raises(DataError, match=r"crop_000.json: describes a \(64, 64, 64\) phantom but .*crop_000.nii.gz "
                                         r"is \(21, 41, 50\)"):
+        evaluate_folder(preds, labels, progress=False, truth_dir=truth)
+
+
+def test_truth_of_another_label_on_the_same_grid_is_refused(tmp_path: Path, truth_folders) -> None:
+    """Same shape, another airway: the voxel count the sidecar records tells them apart."""
+    preds, labels, truth = truth_folders
+    voxels = int((read_image(labels / "crop_000.nii.gz")[0] > 0).sum())
+    sidecar = json.loads((truth / "crop_000.json").read_text())
+    (truth / "crop_000.json").write_text(json.dumps({**sidecar, "label_voxels": voxels}))
+    assert "crop_000" in evaluate_folder(preds, labels, progress=False, truth_dir=truth)["cases"]
+    (truth / "crop_000.json").write_text(json.dumps({**sidecar, "label_voxels": voxels + 7}))
+    with pytest.raises(DataError, match=rf"crop_000.json: describes a label of {voxels + 7} airway voxels but "
+                                        rf".*crop_000.nii.gz has {voxels}"):
         evaluate_folder(preds, labels, progress=False, truth_dir=truth)
 
 
