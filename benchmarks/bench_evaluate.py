@@ -28,8 +28,8 @@ from common import cpu_name, peak_rss_bytes  # noqa: E402
 
 
 def make_case(folder: Path, shape: tuple[int, int, int], seed: int) -> str:
-    from nnunet_airway.image_io import write_image
     from nnunet_airway.phantoms.generate import generate_phantom
+    from nnunet_airway.writing import write_image
 
     phantom = generate_phantom(seed, shape_zyx=shape)
     label, geometry = phantom.label, phantom.geometry

@@ -104,8 +104,8 @@ def measure(args: argparse.Namespace) -> dict:
 
 # ---------------------------------------------------------------- parent: data set, processes, table
 def prepare(root: Path, args: argparse.Namespace) -> dict[str, str]:
-    from nnunet_airway.image_io import write_image, write_json
     from nnunet_airway.phantoms.generate import generate_phantom
+    from nnunet_airway.writing import write_image, write_json
 
     raw = root / "raw" / DATASET
     for index in range(args.cases):

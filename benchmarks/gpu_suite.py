@@ -262,8 +262,8 @@ def phase_train(args, sizes: Sizes, env, budget: Budget, work: Path) -> dict:
     """Phantoms -> plan and preprocess -> 2-epoch nnUNetv2_train -> nnUNetv2_predict; one record of each step."""
     import torch
 
-    from nnunet_airway.image_io import write_image, write_json
     from nnunet_airway.phantoms.generate import generate_phantom
+    from nnunet_airway.writing import write_image, write_json
 
     steps: list[dict] = []
     start = time.perf_counter()

@@ -41,8 +41,9 @@ from nnunet_airway.demo.pipeline import (
 )
 from nnunet_airway.demo.stages import Stage
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import read_image, write_image, write_json
+from nnunet_airway.image_io import read_image
 from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
+from nnunet_airway.writing import write_image, write_json
 
 CASE = "real"
 SIM_TO_REAL_DATASET_ID = 994

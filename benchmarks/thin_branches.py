@@ -37,7 +37,6 @@ from common import cpu_name
 from nnunet_airway.demo.cli import int_at_least
 from nnunet_airway.demo.pipeline import DATA_STAGES, FOLD, DemoSettings, PhantomExperiment, resolve_device
 from nnunet_airway.evaluation.comparison import bd_by_generation, mean_std, paired_differences
-from nnunet_airway.image_io import write_bytes, write_json
 from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
 from nnunet_airway.trainers.declarations import (
     AD_VARIANT,
@@ -46,6 +45,7 @@ from nnunet_airway.trainers.declarations import (
     TrainerDeclaration,
     declared,
 )
+from nnunet_airway.writing import write_bytes, write_json
 
 
 class Row(NamedTuple):

@@ -7,17 +7,12 @@ Geometry follows ITK: ``spacing`` and ``origin`` in mm in (x, y, z) order, ``dir
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import json
 import os
 import struct
-import tempfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -184,98 +179,6 @@ def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
     if array.ndim != 3:
         raise ValueError(f"expected a (Z, Y, X) array, got shape {array.shape}")
     return geometry.apply_to(sitk.GetImageFromArray(array))
-
-
-def _default_file_mode() -> int:
-    """0666 less the process umask: the mode ``open(path, "w")`` would have given a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    The temporary name keeps the file's suffixes (``.nii.gz``) so writers pick the right format.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) if path.suffixes else ""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes files private (0600); give them the usual mode
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def verify_image_file(path: str | os.PathLike, shape_zyx: tuple[int, ...], target: str | os.PathLike) -> None:
-    """Check a just-written image before it gets its final name: not empty, the compressed stream whole, every
-    voxel present, and a header that reads back with ``shape_zyx``. DataError naming ``target`` otherwise."""
-    path = Path(path)
-    advice = "check free space and the file size limit (ulimit -f), then run again"
-    size = path.stat().st_size
-    if size == 0:
-        raise DataError(f"{target}: writing failed (an empty file came out); {advice}")
-    try:
-        check_image_file(path, check_values=False)
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-    except (DataError, RuntimeError) as exc:
-        raise DataError(f"{target}: writing failed, the written file does not read back ({exc}); {advice}") from exc
-    written = tuple(reversed(reader.GetSize()))
-    if written != tuple(shape_zyx):
-        raise DataError(f"{target}: writing failed, the written header says shape {written}, not "
-                        f"{tuple(shape_zyx)}; {advice}")
-
-
-def write_image(path: str | os.PathLike, array: np.ndarray, geometry: Geometry, compress: bool = True) -> Path:
-    """Write a (Z, Y, X) array with its geometry atomically: temporary file, verified, then renamed."""
-    with atomic_path(path) as tmp:
-        write_verified_image(tmp, array, geometry, compress, target=path)
-    return Path(path)
-
-
-def write_verified_image(tmp: str | os.PathLike, array: np.ndarray, geometry: Geometry, compress: bool,
-                               target: str | os.PathLike) -> None:
-    """Write and verify an image at ``tmp`` (a temporary name for ``target``, which error messages name)."""
-    try:
-        sitk.WriteImage(to_sitk(array, geometry), str(tmp), useCompression=compress)
-    except RuntimeError as exc:
-        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
-        raise DataError(f"{target}: writing failed ({last}); check that the folder is writable and has free "
-                        "space") from exc
-    verify_image_file(tmp, array.shape, target)
-
-
-def _write_verified_bytes(tmp: Path, data: bytes, target: str | os.PathLike) -> None:
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if tmp.stat().st_size != len(data):
-        raise DataError(f"{target}: writing failed ({tmp.stat().st_size} of {len(data)} bytes written); check free "
-                        "space and the file size limit (ulimit -f), then run again")
-
-
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON atomically, indented and with a trailing newline; the size is verified before the rename."""
-    with atomic_path(path) as tmp:
-        _write_verified_bytes(tmp, (json.dumps(data, indent=2) + "\n").encode(), path)
-    return Path(path)
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes atomically; the size is verified before the rename."""
-    with atomic_path(path) as tmp:
-        _write_verified_bytes(tmp, data, path)
-    return Path(path)
 
 
 def geometry_mismatch(

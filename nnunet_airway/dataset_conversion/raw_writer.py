@@ -32,7 +32,7 @@ from tqdm import tqdm
 from nnunet_airway.dataset_conversion.splits import Split, paper_split, write_splits_final
 from nnunet_airway.dataset_conversion.volumes import read_ct, read_label
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import atomic_path, write_json, write_verified_image
+from nnunet_airway.writing import atomic_path, write_json, write_verified_image
 
 REPORT_NAME = "conversion_report.json"
 FILE_ENDING = ".nii.gz"
@@ -178,7 +178,7 @@ def _claim_folder(out_root: Path, folder_name: str, source: str) -> dict:
 
 
 def _remove_stale_temporaries(dataset_dir: Path) -> None:
-    """Temporary files an interrupted run left behind (image_io.atomic_path names them ``.*.tmp*``)."""
+    """Temporary files an interrupted run left behind (writing.atomic_path names them ``.*.tmp*``)."""
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         for tmp in (dataset_dir / sub).glob(".*.tmp*"):
             tmp.unlink()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_airway.image_io import write_json
+from nnunet_airway.writing import write_json
 
 # Qin et al. 2020: 90 labelled scans, 63 train / 9 validation / 18 test
 PAPER_FRACTIONS = {"train": 63 / 90, "val": 9 / 90, "test": 18 / 90}

@@ -23,7 +23,6 @@ import numpy as np
 from nnunet_airway.demo.nnunet_runner import nnunet_folders, run_logged
 from nnunet_airway.demo.stages import Ledger, Stage, run_stages
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import write_json
 from nnunet_airway.trainers.budget_variables import (
     BUDGET_PREFIX,
     EPOCHS_VARIABLE,
@@ -33,6 +32,7 @@ from nnunet_airway.trainers.budget_variables import (
     TIME_BUDGET_VARIABLE,
 )
 from nnunet_airway.trainers.progress import PROGRESS_FILE, EpochProgress, read_progress
+from nnunet_airway.writing import write_json
 
 DATASET_ID = 990
 DATASET_NAME = "AirwayPhantomDemo"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import write_json
+from nnunet_airway.writing import write_json
 
 
 @dataclass(frozen=True)

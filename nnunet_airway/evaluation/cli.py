@@ -10,7 +10,8 @@ from nnunet_airway.evaluation.masks import CONNECTIVITIES
 from nnunet_airway.evaluation.metrics import PROTOCOLS
 from nnunet_airway.evaluation.report import TABLES, cases_csv, format_table, summarise
 from nnunet_airway.evaluation.runner import evaluate_folder
-from nnunet_airway.image_io import prepare_output_dir, write_bytes, write_json
+from nnunet_airway.image_io import prepare_output_dir
+from nnunet_airway.writing import write_bytes, write_json
 
 DEFAULT_SUMMARY_NAME = "summary_airway.json"
 

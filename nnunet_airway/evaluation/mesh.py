@@ -18,7 +18,8 @@ from skimage.measure import marching_cubes
 
 from nnunet_airway.evaluation.masks import box_offset
 from nnunet_airway.evaluation.metrics import CaseScore
-from nnunet_airway.image_io import Geometry, write_bytes
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_bytes
 
 # label codes of the colour volume (0 = empty) and their RGB colours (those of evaluation/render.py)
 DETECTED, MISSED, FALSE_POSITIVE, NOT_SCORED = 1, 2, 3, 4

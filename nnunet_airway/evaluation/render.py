@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global backend state, no window
 
 from nnunet_airway.evaluation.metrics import CaseScore
-from nnunet_airway.image_io import write_bytes
+from nnunet_airway.writing import write_bytes
 
 MAX_POINTS = 200_000  # per layer, subsampled beyond this to keep pictures light
 DETECTED, MISSED, FALSE_POSITIVE, NOT_SCORED = "#1a9850", "#d73027", "#4575b4", "#7f7f7f"

@@ -15,7 +15,8 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 from nnunet_airway.evaluation.mesh import COLOURS, LABEL_NAMES, SurfaceMesh, colour_volume, surface_mesh, write_ply
 from nnunet_airway.evaluation.metrics import CaseScore
-from nnunet_airway.image_io import Geometry, write_bytes
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_bytes
 
 MAX_FACES = 40_000  # matplotlib draws every polygon in Python: beyond this, faces are subsampled
 FIGSIZE_INCHES = (7.0, 8.0)

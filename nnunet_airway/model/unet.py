@@ -239,14 +239,17 @@ class FRADUNet(nn.Module):
         return sizes
 
     def _initialise(self, foreground_prior: float | None) -> None:
-        """He (Kaiming normal, a=1e-2) initialisation of the U-Net's convolutions, as nnU-Net does; the
-        recalibration blocks keep their own initialisation; the output convolutions get the prior
+        """nnU-Net's ``InitWeights_He(1e-2)`` on every convolution and transposed convolution of the U-Net
+        (Kaiming normal with a = 1e-2, zero bias): the stages, the upsampling and the output heads. The
+        recalibration blocks keep their own initialisation; the output convolutions then get the prior
         initialisation when ``foreground_prior`` is given."""
-        for stage in [*self.encoder, *self.decoder.stages]:
-            for conv in stage.convs:
-                nn.init.kaiming_normal_(conv.weight, a=1e-2)
-                if conv.bias is not None:
-                    nn.init.zeros_(conv.bias)
+        convolutions = [conv for stage in [*self.encoder, *self.decoder.stages] for conv in stage.convs]
+        convolutions += [m for m in self.decoder.upsamplers if isinstance(m, nn.ConvTranspose3d)]
+        convolutions += list(self.decoder.seg_layers)
+        for conv in convolutions:
+            nn.init.kaiming_normal_(conv.weight, a=1e-2)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
         if foreground_prior is None:
             return
         foreground = foreground_prior / (self.num_classes - 1)

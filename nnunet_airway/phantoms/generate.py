@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from nnunet_airway import image_io
+from nnunet_airway import image_io, writing
 from nnunet_airway.phantoms.anatomy import ADULT_FOV_MM, Chest, make_chest
 from nnunet_airway.phantoms.case import Phantom
 from nnunet_airway.phantoms.crop import CROPS, Crop, CropDoesNotFit, choose_crop, entry_point
@@ -330,9 +330,9 @@ def _write_cases(out: Path, n: int, seed: int, shape_zyx: Sequence[int], spacing
         case = f"{case_prefix}_{index:03d}"
         phantom = generate_phantom(case_seed(seed, index), shape_zyx, spacing_xyz, case=case, crop=crop, scanner=scanner)
         phantom.truth["base_seed"], phantom.truth["index"] = int(seed), index
-        image_io.write_image(out / "images" / f"{case}.nii.gz", phantom.ct, phantom.geometry)
-        image_io.write_image(out / "labels" / f"{case}.nii.gz", phantom.label, phantom.geometry)
-        image_io.write_json(out / "truth" / f"{case}.json", phantom.truth)
+        writing.write_image(out / "images" / f"{case}.nii.gz", phantom.ct, phantom.geometry)
+        writing.write_image(out / "labels" / f"{case}.nii.gz", phantom.label, phantom.geometry)
+        writing.write_json(out / "truth" / f"{case}.json", phantom.truth)
         if preview:
             write_preview(out / "previews" / f"{case}.png", phantom)
         cases.append(case)

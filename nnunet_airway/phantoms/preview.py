@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from nnunet_airway import image_io
+from nnunet_airway import writing
 from nnunet_airway.phantoms.case import Phantom
 
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]])
@@ -115,4 +115,4 @@ def write_preview(path: str | Path, phantom: Phantom) -> Path:
     )
     buffer = pyio.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    return image_io.write_bytes(path, buffer.getvalue())
+    return writing.write_bytes(path, buffer.getvalue())

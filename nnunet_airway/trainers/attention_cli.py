@@ -13,7 +13,8 @@ from pathlib import Path
 
 from nnunet_airway.attention_figure import VIEWS, AttentionRow, View, attention_figure_png, parse_slice, resolve_view
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import prepare_output_dir, read_image, write_bytes, write_image
+from nnunet_airway.image_io import prepare_output_dir, read_image
+from nnunet_airway.writing import write_bytes, write_image
 
 
 def _view(text: str) -> View:

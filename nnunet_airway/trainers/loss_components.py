@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch.distributed as dist
 
-from nnunet_airway.image_io import write_json
+from nnunet_airway.writing import write_json
 
 LOSS_COMPONENTS_FILE = "loss_components.json"
 COMPONENTS = ("segmentation", "distillation", "attention_entropy")  # the keys train_step may return

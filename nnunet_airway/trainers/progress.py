@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from nnunet_airway.writing import write_json
 
 PROGRESS_FILE = "progress.json"
 FORMAT = 1
@@ -82,9 +83,7 @@ def epochs_from_log(log: EpochLog) -> list[EpochProgress]:
 def write_progress(folder: Path | str, epochs: list[EpochProgress]) -> Path:
     """Write ``folder/progress.json`` atomically (a reader never sees half a file); returns its path."""
     path = Path(folder) / PROGRESS_FILE
-    temporary = path.with_name(f".{PROGRESS_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"format": FORMAT, "epochs": [asdict(e) for e in epochs]}, indent=1) + "\n")
-    os.replace(temporary, path)
+    write_json(path, {"format": FORMAT, "epochs": [asdict(e) for e in epochs]}, indent=1)
     return path
 
 

@@ -13,7 +13,8 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
-from nnunet_airway.image_io import Geometry, write_image
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_image
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cip_ct64"
 

@@ -15,7 +15,8 @@ import pytest
 
 from nnunet_airway.dataset_conversion import convert_folder
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import read_image, write_image
+from nnunet_airway.image_io import read_image
+from nnunet_airway.writing import write_image
 
 
 def test_an_edited_source_is_converted_again(tmp_path: Path, make) -> None:

@@ -14,7 +14,8 @@ import SimpleITK as sitk
 from nnunet_airway.dataset_conversion import CaseSpec, ConversionOptions, convert_folder, write_raw_dataset
 from nnunet_airway.dataset_conversion.raw_writer import _write_case_files
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import Geometry, write_image
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_image
 
 
 def test_layout_and_dataset_json(tmp_path: Path, make) -> None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from nnunet_airway.cli import main
-from nnunet_airway.image_io import Geometry, write_image
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_image
 
 THIN = (0.7, 0.8, 0.625)
 ORIGIN = (-10.0, -20.0, -30.0)

@@ -13,7 +13,8 @@ import pytest
 from nnunet_airway.cli import main as cli_main
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation import evaluate_case, evaluate_folder
-from nnunet_airway.image_io import Geometry, read_image, write_image
+from nnunet_airway.image_io import Geometry, read_image
+from nnunet_airway.writing import write_image
 
 AirwayCase = Callable[[str], tuple[np.ndarray, tuple[float, float, float]]]
 SCHEMA_CASE_KEYS = {"BD", "TD", "TD_mm", "TPR", "FPR", "DSC", "precision", "clDice", "branches_reference",

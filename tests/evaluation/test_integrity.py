@@ -12,7 +12,8 @@ import pytest
 from nnunet_airway.cli import main
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation import evaluate_case, evaluate_folder
-from nnunet_airway.image_io import Geometry, write_image
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_image
 
 AirwayCase = Callable[[str], tuple[np.ndarray, tuple[float, float, float]]]
 

@@ -19,7 +19,8 @@ from nnunet_airway.evaluation.mesh import (
 )
 from nnunet_airway.evaluation.render3d import DPI, FIGSIZE_INCHES, write_case_mesh
 from nnunet_airway.evaluation.runner import evaluate_folder, score_files_or_arrays
-from nnunet_airway.image_io import Geometry, write_image
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_image
 
 
 def edge_use_counts(faces: np.ndarray) -> np.ndarray:

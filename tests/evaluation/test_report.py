@@ -15,7 +15,8 @@ from nnunet_airway.evaluation import cli
 from nnunet_airway.evaluation.metrics import SCALAR_KEYS
 from nnunet_airway.evaluation.report import TABLE_COLUMNS, TABLES, cases_csv, format_table, summarise
 from nnunet_airway.evaluation.runner import evaluate_case
-from nnunet_airway.image_io import Geometry, write_image
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_image
 
 AirwayCase = Callable[[str], tuple[np.ndarray, tuple[float, float, float]]]
 

@@ -1,4 +1,4 @@
-"""Geometry, grid checks and atomic writes of nnunet_airway.image_io."""
+"""Geometry and grid checks of nnunet_airway.image_io, and the atomic writes of nnunet_airway.writing."""
 
 from __future__ import annotations
 
@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import (
-    Geometry,
-    atomic_path,
-    check_same_grid,
-    geometry_mismatch,
-    prepare_output_dir,
-    read_image,
-    write_image,
-    write_json,
-)
+from nnunet_airway.image_io import Geometry, check_same_grid, geometry_mismatch, prepare_output_dir, read_image
+from nnunet_airway.writing import NEW_FILE_MODE, atomic_path, write_image, write_json
 
 GEOMETRY = Geometry((0.7, 0.8, 1.25), (-10.0, 20.0, 30.5), (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0))
 
@@ -34,12 +26,22 @@ def test_image_round_trip_keeps_voxels_and_geometry(tmp_path: Path) -> None:
 
 
 def test_written_files_get_the_usual_permissions_not_private_ones(tmp_path: Path) -> None:
-    umask = os.umask(0o022)
-    try:
-        write_json(tmp_path / "a.json", {"x": 1})
-    finally:
-        os.umask(umask)
-    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    (tmp_path / "plain.json").write_text("{}")  # what open(path, "w") gives under this process's umask
+    write_json(tmp_path / "a.json", {"x": 1})
+    mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == NEW_FILE_MODE
+    assert mode & 0o444 == 0o444 & NEW_FILE_MODE and mode != 0o600
+
+
+def test_writing_never_touches_the_process_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changing the umask at write time races with every other thread that creates a file."""
+    def no_umask(mask: int) -> int:
+        raise AssertionError("os.umask called while writing")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    write_json(tmp_path / "a.json", {"x": 1})
+    write_image(tmp_path / "a.nii.gz", np.zeros((2, 3, 4), np.uint8), GEOMETRY)
+    assert (tmp_path / "a.json").is_file() and (tmp_path / "a.nii.gz").is_file()
 
 
 def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path: Path) -> None:
@@ -137,7 +139,8 @@ _SHORT_WRITE = """
 import sys
 import numpy as np
 from nnunet_airway.errors import DataError
-from nnunet_airway.image_io import Geometry, write_image
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.writing import write_image
 array = np.random.default_rng(0).integers(-1000, 1000, size=(40, 64, 64)).astype(np.int16)
 try:
     write_image(sys.argv[1], array, Geometry((1.0, 1.0, 1.0)))
@@ -174,7 +177,7 @@ def test_write_bytes_verifies_and_removes_its_temporary_file(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    code = ("import sys\nfrom nnunet_airway.image_io import write_bytes\n"
+    code = ("import sys\nfrom nnunet_airway.writing import write_bytes\n"
             "write_bytes(sys.argv[1], bytes(200000))\n")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], capture_output=True, text=True,
                           preexec_fn=_limit_file_size(64 * 1024), env={**os.environ, "PYTHONPATH": os.getcwd()})

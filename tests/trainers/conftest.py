@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_airway.image_io import write_image, write_json
+from nnunet_airway.writing import write_image, write_json
 
 DATASET_ID = 901
 DATASET = "Dataset901_AirwayPhantoms"

@@ -196,3 +196,24 @@ def test_the_bfloat16_fixture_gives_finite_convolution_gradients(cpu_bfloat16) -
             y = conv(x)
             y.backward(torch.randn_like(y))
         assert torch.isfinite(conv.weight.grad).all() and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("foreground_prior", [None, 0.01])
+def test_every_convolution_starts_as_nnunets_he_initialisation(foreground_prior) -> None:
+    """nnU-Net's InitWeights_He(1e-2): Kaiming normal weights, zero biases, also for the transposed convolutions
+    and (without a prior) the output heads, which PyTorch would start with uniform weights and biases."""
+    torch.manual_seed(0)
+    net = FRADUNet(1, 2, (16, 32, 32), (16, 32, 32, 32, 32), recalibration=None, foreground_prior=foreground_prior)
+    transposed = [m for m in net.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
+    assert len(transposed) == 4
+    heads = list(net.decoder.seg_layers)
+    he = [*transposed, *(heads if foreground_prior is None else []),
+          *(conv for stage in [*net.encoder, *net.decoder.stages] for conv in stage.convs)]
+    gain = (2 / (1 + 1e-2 ** 2)) ** 0.5
+    for conv in he:
+        assert torch.count_nonzero(conv.bias) == 0
+        fan_in = conv.weight[0].numel() if not isinstance(conv, torch.nn.ConvTranspose3d) else \
+            conv.weight.shape[1] * conv.weight[0, 0].numel()
+        assert float(conv.weight.std()) == pytest.approx(gain / fan_in ** 0.5, rel=0.25)
+    if foreground_prior is not None:  # the prior initialisation of the heads stays
+        assert all(float(h.bias[1] - h.bias[0]) < -4 for h in heads)
