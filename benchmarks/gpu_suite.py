@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_airway.argument_types import positive_float
 from nnunet_airway.trainers.budget_variables import SKIP_VALIDATION_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -352,8 +353,8 @@ def device_description(device: str) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU (the code paths, not figures)")
-    parser.add_argument("--budget-s", type=float, default=None, help="total seconds (default 480; dry run 175)")
-    parser.add_argument("--phase-cap-s", type=float, default=150, help="most seconds one measurement process runs")
+    parser.add_argument("--budget-s", type=positive_float("s"), default=None, help="total seconds (default 480; dry run 175)")
+    parser.add_argument("--phase-cap-s", type=positive_float("s"), default=150, help="most seconds one measurement process runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--device", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["steps", "predict"], help=argparse.SUPPRESS)

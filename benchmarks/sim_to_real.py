@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from nnunet_airway.demo.cli import int_at_least
+from nnunet_airway.argument_types import int_at_least, positive_float
 from nnunet_airway.demo.nnunet_runner import run_logged
 from nnunet_airway.demo.pipeline import (
     CONFIGURATION,
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", required=True, type=Path)
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--budget-minutes", type=float, default=10.0, help="training time (default 10)")
+    parser.add_argument("--budget-minutes", type=positive_float("minutes"), default=10.0, help="training time (default 10)")
     parser.add_argument("--epochs", type=int_at_least(1), default=None,
                         help="train this many epochs instead of a time budget")
     parser.add_argument("--iterations-per-epoch", type=int_at_least(1), default=20,

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from common import cpu_name
 
-from nnunet_airway.demo.cli import int_at_least
+from nnunet_airway.argument_types import int_at_least, positive_float
 from nnunet_airway.demo.pipeline import DATA_STAGES, FOLD, DemoSettings, PhantomExperiment, resolve_device
 from nnunet_airway.evaluation.comparison import bd_by_generation, mean_std, paired_differences
 from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
@@ -337,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int_at_least(1))
     parser.add_argument("--iterations-per-epoch", type=int_at_least(1))
     parser.add_argument("--crop", help="phantom crop, passed to write_phantoms(crop=...), e.g. lobe")
-    parser.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
+    parser.add_argument("--spacing", type=positive_float("mm"), nargs=3, metavar=("X", "Y", "Z"),
                         help="phantom voxel spacing in mm, passed to write_phantoms(spacing_xyz=...)")
     parser.add_argument("--phantom-option", action="append", default=[], metavar="KEY=VALUE",
                         help="any other write_phantoms keyword argument (VALUE as JSON), repeatable")

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from nnunet_airway.dataset_conversion.raw_writer import ConversionOptions, ConversionResult, write_raw_dataset
+from nnunet_airway.argument_types import int_at_least, positive_float
+from nnunet_airway.dataset_conversion.raw_writer import (
+    ConversionOptions,
+    ConversionResult,
+    dataset_folder_name,
+    resolve_out_root,
+    write_raw_dataset,
+)
 from nnunet_airway.dataset_conversion.sources import (
     Found,
     aiib23_cases,
@@ -16,6 +24,8 @@ from nnunet_airway.dataset_conversion.sources import (
     folder_cases,
     lidc_cases,
 )
+from nnunet_airway.errors import DataError
+from nnunet_airway.output_paths import refuse_outputs_over_inputs
 
 # source -> (default data set name, description, reference, licence) written into dataset.json
 METADATA = {
@@ -43,11 +53,11 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--out-root", default=None, metavar="DIR", help="where DatasetXXX_NAME goes (default: $nnUNet_raw)")
     group.add_argument("--overwrite", action="store_true",
                        help="convert cases again that the report lists as converted (default: skip them)")
-    group.add_argument("-np", dest="num_workers", type=int, default=1, metavar="N",
+    group.add_argument("-np", dest="num_workers", type=int_at_least(1), default=1, metavar="N",
                        help="worker processes (default 1)")
     group.add_argument("--binarize-labels", action="store_true",
                        help="make every label value > 0 airway (default: labels other than 0/1 are an error)")
-    group.add_argument("--min-slices", type=int, default=10, metavar="N",
+    group.add_argument("--min-slices", type=int_at_least(1), default=10, metavar="N",
                        help="a DICOM series needs at least N slices to count as a CT volume (default 10)")
     group.add_argument("--paper-split", action="store_true",
                        help="seeded random 70/10/20 %% split in the paper's proportions (63/9/18 of 90; not its case list): test cases to imagesTs, fold 0 "
@@ -84,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--images", required=True, metavar="ROOT", help=images_help)
         p.add_argument("--labels", metavar="DIR", help=f"{labels_help}; unlabelled scans go to imagesTs")
         if name == "lidc":
-            p.add_argument("--max-slice-thickness", type=float, metavar="MM",
+            p.add_argument("--max-slice-thickness", type=positive_float("mm"), metavar="MM",
                            help="only series with slices at most this thick (the paper: 0.625)")
 
     p = source("bas", "the paper's 90 labelled scans (70 LIDC-IDRI + 20 EXACT'09) with the BAS labels")
@@ -92,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--exact09", required=True, metavar="ROOT", help="folder holding CASE01 ... CASE20")
     p.add_argument("--labels", required=True, metavar="DIR",
                    help="BAS labels: <SeriesInstanceUID>.nii.gz (LIDC) and CASExx.nii.gz (EXACT'09)")
-    p.add_argument("--max-slice-thickness", type=float, metavar="MM", help="only series with slices at most this thick")
+    p.add_argument("--max-slice-thickness", type=positive_float("mm"), metavar="MM", help="only series with slices at most this thick")
 
     p = source("atm22", "ATM'22: imagesTr/ATM_XXX_0000.nii.gz with labelsTr/ATM_XXX_0000.nii.gz")
     p.add_argument("--root", required=True, metavar="DIR", help="the unpacked ATM'22 download (TrainBatch1, ...)")
@@ -122,9 +132,25 @@ def find_cases(args: argparse.Namespace) -> tuple[Found, dict]:
     return aiib23_cases(args.root), {"root": args.root}
 
 
+INPUT_OPTIONS = ("images", "labels", "lidc", "exact09", "root")  # the source options that name folders read
+
+
+def check_output_against_inputs(args: argparse.Namespace, dataset_dir: Path) -> None:
+    """The data set folder written may be neither inside a source folder nor hold one (--overwrite rewrites it)."""
+    sources = {f"the source folder --{option}": getattr(args, option) for option in INPUT_OPTIONS
+               if getattr(args, option, None) is not None}
+    refuse_outputs_over_inputs({"the data set folder (-d, -n, --out-root)": dataset_dir}, sources)
+    for what, folder in sources.items():
+        if dataset_dir.resolve() in Path(folder).resolve().parents:
+            raise DataError(f"{folder}: {what} lies inside the data set folder {dataset_dir} this command writes; "
+                            "move the source out or give another -d / -n / --out-root")
+
+
 def convert(args: argparse.Namespace) -> ConversionResult:
-    found, inputs = find_cases(args)
     name, description, reference, licence = METADATA[args.source]
+    check_output_against_inputs(args, resolve_out_root(args.out_root) / dataset_folder_name(args.dataset_id,
+                                                                                            args.name or name))
+    found, inputs = find_cases(args)
     inputs = {k: (os.path.abspath(v) if isinstance(v, str) else v) for k, v in inputs.items()}
     if found.unmatched:
         inputs["not_used"] = found.unmatched

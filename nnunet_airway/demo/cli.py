@@ -10,22 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def int_at_least(minimum: int):
-    """argparse type: an integer of at least ``minimum``; a usage error names the value otherwise."""
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value}: give at least {minimum}")
-        return value
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value}: give a positive number")
-    return value
+from nnunet_airway.argument_types import int_at_least, positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", type=int_at_least(64), nargs=3, default=list(defaults.shape_zyx),
                         metavar=("Z", "Y", "X"), help="phantom size in voxels (default %(default)s; the chest "
                         "always spans 350 x 350 x 300 mm, so smaller is coarser)")
-    parser.add_argument("--budget-minutes", type=_positive_float, default=defaults.budget_minutes,
+    parser.add_argument("--budget-minutes", type=positive_float("minutes"), default=defaults.budget_minutes,
                         help=f"training time in minutes (default {defaults.budget_minutes:g}); the other stages "
                              "add about two minutes on a 2-core CPU")
     parser.add_argument("--iterations-per-epoch", type=int_at_least(1), default=defaults.iterations_per_epoch,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from nnunet_airway.argument_types import finite_float, int_at_least
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.masks import CONNECTIVITIES
 from nnunet_airway.evaluation.metrics import PROTOCOLS
 from nnunet_airway.evaluation.report import TABLES, cases_csv, format_table, summarise
 from nnunet_airway.evaluation.runner import evaluate_folder
 from nnunet_airway.image_io import prepare_output_dir
+from nnunet_airway.output_paths import partial_path, refuse_outputs_over_inputs
 from nnunet_airway.writing import write_bytes, write_json
 
 DEFAULT_SUMMARY_NAME = "summary_airway.json"
@@ -25,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"summary JSON (default PRED_DIR/{DEFAULT_SUMMARY_NAME})")
     parser.add_argument("--csv", type=Path, default=None, metavar="CSV",
                         help="also write one row per case with every metric")
-    parser.add_argument("-np", "--num-processes", type=int, default=1, dest="num_processes",
+    parser.add_argument("-np", "--num-processes", type=int_at_least(1), default=1, dest="num_processes",
                         help="cases evaluated in parallel processes (default 1)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="paper",
                         help="paper: trachea excluded from BD, TD, TPR, FPR (Qin et al. 2020, default); "
@@ -44,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip clDice (saves the prediction's skeleton, about 20%% of the time per case)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="score only the reference cases that have a prediction")
-    parser.add_argument("--threshold", type=float, default=None, metavar="T",
+    parser.add_argument("--threshold", type=finite_float(), default=None, metavar="T",
                         help="read predictions as probability maps: airway where value > T (default: a prediction "
                              "with values other than 0 and 1 is refused)")
     parser.add_argument("--binarize", action="store_true",
@@ -64,59 +67,46 @@ def _refuse_existing(path: Path | None, overwrite: bool, flag: str) -> None:
         raise DataError(f"{path}: exists; choose another {flag} or pass --overwrite")
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path.resolve().parent == folder.resolve() or folder.resolve() in path.resolve().parents
-
-
-def check_outputs(pred: Path, ref: Path, outputs: dict[str, Path | None]) -> None:
-    """Refuse outputs that would overwrite an input or each other (``outputs``: flag -> path or None)."""
+def check_outputs(pred: Path, ref: Path, truth: Path | None, outputs: dict[str, Path | None]) -> None:
+    """Refuse outputs that would overwrite an input or each other (``outputs``: flag -> path or None). The
+    prediction folder may take the summary and pictures (nnU-Net's own summary lives there), not images."""
     if pred.resolve() == ref.resolve():
         raise DataError(f"{pred}: -p and -r are the same folder; give the predictions and the reference labels")
-    seen: dict[Path, str] = {}
+    refuse_outputs_over_inputs(outputs, {"the reference folder -r": ref, "the truth folder --truth": truth})
     for flag, path in outputs.items():
         if path is None:
             continue
-        resolved = path.resolve()
-        if resolved in seen:
-            raise DataError(f"{path}: given to both {seen[resolved]} and {flag}; give each its own name")
-        seen[resolved] = flag
-        if resolved in (pred.resolve(), ref.resolve()) or _inside(path, ref):
-            raise DataError(f"{path}: {flag} would write into the input folder {ref if _inside(path, ref) else pred}; "
-                            "choose a place outside the reference labels")
-        if flag != "--render" and path.name.endswith((".nii.gz", ".nii")) and _inside(path, pred):
+        if path.resolve() == pred.resolve() and flag in ("-o", "--csv"):
+            raise DataError(f"{path}: {flag} is the prediction folder -p; give a file name")
+        inside_pred = pred.resolve() in path.resolve().parents
+        if inside_pred and flag in ("-o", "--csv") and path.name.endswith((".nii.gz", ".nii")):
             raise DataError(f"{path}: {flag} would replace a prediction; choose another name")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.num_processes < 1:
-        raise DataError(f"-np {args.num_processes}: give at least 1 process")
     if args.connectivity not in CONNECTIVITIES:
         raise DataError(f"--connectivity {args.connectivity}: choose one of {CONNECTIVITIES}")
     out = args.out if args.out is not None else args.pred / DEFAULT_SUMMARY_NAME
-    check_outputs(args.pred, args.ref, {"-o": out, "--csv": args.csv, "--render": args.render})
+    check_outputs(args.pred, args.ref, args.truth,
+                  {"-o": out, "--csv": args.csv, "--render": args.render, "--mesh": args.mesh})
     _refuse_existing(out, args.overwrite, "-o")
     _refuse_existing(args.csv, args.overwrite, "--csv")
     if args.render is not None:
         prepare_output_dir(args.render, args.overwrite)
-
-    def save(summary: dict, complete: bool) -> None:
-        """Write what is scored so far, so a late failure loses nothing (the summary says it is partial)."""
-        if not complete:
-            summary = {**summary, "incomplete": f"{len(summary['cases'])} case(s) scored so far; the run has not "
-                                                "finished (or stopped early)"}
-        write_json(out, summary)
-        if args.csv is not None:
-            write_bytes(args.csv, cases_csv(summary).encode())
-
-    scored = []
-
-    def save_partial(partial: dict) -> None:
-        scored.append(len(partial["cases"]))
-        save(partial, complete=False)
-
     if args.mesh is not None:
         prepare_output_dir(args.mesh, args.overwrite)
-    save(summarise({}, args.protocol), complete=False)  # fails now, not after scoring, when out cannot be written
+    # while scoring, the summary so far goes to a file of its own: -o and --csv are written once, complete, at
+    # the end (an earlier result they replace stays whole if this run fails)
+    partial = partial_path(out)
+    scored = []
+
+    def save_partial(summary: dict) -> None:
+        scored.append(len(summary["cases"]))
+        write_json(partial, {**summary, "incomplete": f"{len(summary['cases'])} case(s) scored so far; the run has "
+                                                      f"not finished (or stopped early); {out} is written at the end"})
+
+    save_partial(summarise({}, args.protocol))  # fails now, not after scoring, when the folder cannot be written
+    scored.clear()
     try:
         summary = evaluate_folder(
             args.pred, args.ref, protocol=args.protocol, connectivity=args.connectivity,
@@ -125,12 +115,15 @@ def run(args: argparse.Namespace) -> int:
             binarize=args.binarize, on_case=save_partial, mesh_dir=args.mesh, truth_dir=args.truth,
         )
     except BaseException:
-        if not scored:  # nothing worth keeping: leave no empty summary that a rerun would have to --overwrite
-            for path in (out, args.csv):
-                if path is not None and path.is_file():
-                    path.unlink()
+        if not scored:  # nothing worth keeping
+            partial.unlink(missing_ok=True)
+        else:
+            print(f"evaluate: the {scored[-1]} case(s) scored before the failure are in {partial}", file=sys.stderr)
         raise
-    save(summary, complete=True)
+    write_json(out, summary)
+    if args.csv is not None:
+        write_bytes(args.csv, cases_csv(summary).encode())
+    partial.unlink(missing_ok=True)
     print(format_table(summary, method=args.pred.resolve().name, table=args.table))
     print(f"wrote {out}" + (f" and {args.csv}" if args.csv else "") + (f"; pictures in {args.render}"
                                                                         if args.render else "")

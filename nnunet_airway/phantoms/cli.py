@@ -3,35 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 
+from nnunet_airway.argument_types import int_at_least, positive_float
 from nnunet_airway.phantoms.crop import CROPS
 from nnunet_airway.phantoms.generate import DEFAULT_SHAPE_ZYX, grid_problem, write_phantoms
-
-
-def _int_at_least(minimum: int):
-    """An argparse type: a whole number >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in mm, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive spacing in mm, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,12 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "OUT/previews/<case>.png; cases phantom_000, phantom_001, ..."
     )
     parser.add_argument("--out", "-o", required=True, help="output folder (refused if it exists and is not empty)")
-    parser.add_argument("-n", type=_int_at_least(1), default=1, help="number of cases (default 1)")
-    parser.add_argument("--seed", type=_int_at_least(0), default=0,
+    parser.add_argument("-n", type=int_at_least(1), default=1, help="number of cases (default 1)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="base seed; case i uses a seed derived from (seed, i) (default 0)")
-    parser.add_argument("--shape", type=_int_at_least(1), nargs=3, metavar=("Z", "Y", "X"), default=list(DEFAULT_SHAPE_ZYX),
+    parser.add_argument("--shape", type=int_at_least(1), nargs=3, metavar=("Z", "Y", "X"), default=list(DEFAULT_SHAPE_ZYX),
                         help="grid size in voxels (default %(default)s)")
-    parser.add_argument("--spacing", type=_positive_float, nargs=3, metavar=("X", "Y", "Z"), default=None,
+    parser.add_argument("--spacing", type=positive_float("mm"), nargs=3, metavar=("X", "Y", "Z"), default=None,
                         help="voxel spacing in mm; default: derived from the shape so the grid covers an adult "
                              "chest (350 x 350 x 300 mm). A field of view smaller than that shrinks the chest "
                              "uniformly to fit")

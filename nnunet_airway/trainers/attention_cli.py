@@ -14,6 +14,7 @@ from pathlib import Path
 from nnunet_airway.attention_figure import VIEWS, AttentionRow, View, attention_figure_png, parse_slice, resolve_view
 from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import prepare_output_dir, read_image
+from nnunet_airway.output_paths import refuse_outputs_over_inputs
 from nnunet_airway.writing import write_bytes, write_image
 
 
@@ -55,6 +56,13 @@ def model_label(folder: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    models = {f"the model folder {flag}": folder for flag, folder in (("-m", args.model), ("--compare", args.compare))}
+    images = {f"the image -i {path}": path for path in args.image}
+    image_folders = {f"the image folder of -i {path}": path.parent for path in args.image}
+    refuse_outputs_over_inputs({"-o": args.out, "--save-maps": args.save_maps}, {**models, **images})
+    refuse_outputs_over_inputs({"--save-maps": args.save_maps}, image_folders)  # e.g. maps into imagesTs
+    if args.out.is_dir():
+        raise DataError(f"{args.out}: is a folder; give -o a PNG file name")
     if args.out.exists() and not args.overwrite:
         raise DataError(f"{args.out}: exists; choose another -o or pass --overwrite")
     for path in args.image:

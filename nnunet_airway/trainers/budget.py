@@ -19,6 +19,7 @@ resumes with ``--c`` (a resumed time-budget run gets its whole budget again).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable
@@ -61,13 +62,30 @@ class TimeBudgetSpent(Exception):
     """Raised at the end of the epoch in which the time budget ran out; ends training normally."""
 
 
+def _number_from_environment(name: str, default: str | None, kind: type, minimum: float, above: bool = False):
+    """The variable as ``kind`` (int or float): finite and >= minimum (> minimum when ``above``); a RuntimeError
+    naming the variable otherwise (a NaN time budget trained forever, a NaN rate gave NaN losses)."""
+    text = os.environ.get(name, default)
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise RuntimeError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number") from None
+    if not math.isfinite(value) or (value <= minimum if above else value < minimum):
+        raise RuntimeError(f"{name}={text!r}: give a finite number {'>' if above else '>='} {minimum:g}")
+    return value
+
+
 def budget_from_environment() -> tuple[float | None, int | None]:
-    """(time budget in s, epochs): exactly one is set; a RuntimeError says what to export otherwise."""
-    time_budget, epochs = os.environ.get(TIME_BUDGET_VARIABLE), os.environ.get(EPOCHS_VARIABLE)
+    """(time budget in s, epochs): exactly one is set, finite and positive; a RuntimeError says what to export
+    otherwise."""
+    time_budget = _number_from_environment(TIME_BUDGET_VARIABLE, None, float, 0.0, above=True)
+    epochs = _number_from_environment(EPOCHS_VARIABLE, None, int, 1)
     if (time_budget is None) == (epochs is None):
         raise RuntimeError(f"the *_Budget trainers need exactly one of {TIME_BUDGET_VARIABLE} (seconds) or "
                            f"{EPOCHS_VARIABLE} (epochs) in the environment, e.g. export {EPOCHS_VARIABLE}=50")
-    return (float(time_budget), None) if time_budget is not None else (None, int(epochs))
+    return time_budget, epochs
 
 
 class OptionalValidationMixin:
@@ -91,11 +109,11 @@ class TrainingBudgetMixin(OptionalValidationMixin):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.time_budget_s, epochs = budget_from_environment()
         self.num_epochs = epochs if epochs is not None else 100_000  # the time budget ends training first
-        self.num_iterations_per_epoch = int(os.environ.get(ITERATIONS_VARIABLE, "20"))
+        self.num_iterations_per_epoch = _number_from_environment(ITERATIONS_VARIABLE, "20", int, 1)
         self.num_val_iterations_per_epoch = max(1, self.num_iterations_per_epoch // 5)
         self.save_every = 1
-        self.initial_lr = float(os.environ.get(LR_VARIABLE, "1e-3"))
-        seed = int(os.environ.get(SEED_VARIABLE, "0"))
+        self.initial_lr = _number_from_environment(LR_VARIABLE, "1e-3", float, 0.0, above=True)
+        seed = _number_from_environment(SEED_VARIABLE, "0", int, 0)
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)

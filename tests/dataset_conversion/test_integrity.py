@@ -162,3 +162,19 @@ def test_an_output_under_a_file_is_a_one_line_error(tmp_path: Path, make) -> Non
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "plain" in done.stderr
     assert os.path.isfile(tmp_path / "plain")
+
+
+def test_a_data_set_folder_inside_a_source_or_holding_one_is_refused(tmp_path: Path, make) -> None:
+    images, labels = make.case_folders(tmp_path, 1)
+    before = sorted(p.name for p in images.iterdir())
+    inside = _cli(["convert", "folder", "--images", str(images), "--labels", str(labels), "-d", "61", "--out-root",
+                   str(images), "--no-progress"])
+    assert inside.returncode == 1 and "would write into the source folder --images" in inside.stderr, inside.stderr
+    assert sorted(p.name for p in images.iterdir()) == before
+    held = tmp_path / "raw" / "Dataset061_X" / "my_images"  # the sources inside the folder --overwrite rewrites
+    held.parent.mkdir(parents=True)
+    images.rename(held)
+    holding = _cli(["convert", "folder", "--images", str(held), "--labels", str(labels), "-d", "61", "-n", "X",
+                    "--out-root", str(tmp_path / "raw"), "--overwrite", "--no-progress"])
+    assert holding.returncode == 1 and "lies inside the data set folder" in holding.stderr, holding.stderr
+    assert sorted(p.name for p in held.iterdir()) == before

@@ -204,3 +204,20 @@ def test_a_sidecar_without_the_needed_keys_is_refused_before_scoring(tmp_path: P
         evaluate_folder(preds, labels, progress=False, truth_dir=truth)
     with pytest.raises(DataError, match="no such folder"):
         evaluate_folder(preds, labels, progress=False, truth_dir=tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("flag", ["-o", "--csv", "--mesh", "--render"])
+def test_outputs_into_the_truth_or_reference_folders_are_refused_and_nothing_is_lost(tmp_path: Path, truth_folders,
+                                                                                      capsys, flag: str) -> None:
+    """``-o T/truth/phantom_000.json --truth T/truth --overwrite`` deleted the sidecar; --mesh into the reference
+    folder was accepted."""
+    preds, labels, truth = truth_folders
+    sidecar = (truth / "crop_000.json").read_bytes()
+    for target in (truth / "crop_000.json", labels / "out"):
+        argv = ["evaluate", "-p", str(preds), "-r", str(labels), "--truth", str(truth), "--overwrite", "--no-progress",
+                flag, str(target)]
+        assert cli_main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"{flag} would write" in err and ("truth folder" in err or "reference folder" in err)
+    assert (truth / "crop_000.json").read_bytes() == sidecar
+    assert sorted(p.name for p in labels.iterdir()) == ["crop_000.nii.gz"]

@@ -130,9 +130,31 @@ def test_cases_scored_before_a_failure_are_kept(tmp_path: Path, y_tree, capsys) 
     out, table = tmp_path / "s.json", tmp_path / "s.csv"
     code, _, err = _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir), "-o", str(out), "--csv", str(table))
     assert code == 1 and "b.nii.gz" in err
-    partial = json.loads(out.read_text())
+    # -o and --csv are written only when the run is complete; the cases so far are in a file of their own
+    assert not out.exists() and not table.exists()
+    partial = json.loads((tmp_path / "s.partial.json").read_text())
     assert list(partial["cases"]) == ["a"] and "incomplete" in partial
-    assert table.read_text().splitlines()[1].startswith("a,")
+    assert "s.partial.json" in err
+
+
+def test_a_failed_overwrite_keeps_the_earlier_results(tmp_path: Path, y_tree, capsys) -> None:
+    """A good summary, then one prediction broken and the same -o --csv with --overwrite: the run fails and the
+    earlier JSON and CSV are still there, unchanged."""
+    y, geometry = y_tree
+    pred_dir, ref_dir = _folders(tmp_path, y, {"a": y, "b": y}, geometry)
+    out, table = tmp_path / "good.json", tmp_path / "good.csv"
+    assert _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir), "-o", str(out), "--csv", str(table))[0] == 0
+    before = out.read_bytes(), table.read_bytes()
+    write_image(pred_dir / "b.nii.gz", (y * 255).astype(np.uint8), geometry)
+    code, _, err = _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir), "-o", str(out), "--csv", str(table),
+                             "--overwrite")
+    assert code == 1 and "b.nii.gz" in err
+    assert (out.read_bytes(), table.read_bytes()) == before
+    # and a rerun that succeeds replaces them
+    write_image(pred_dir / "b.nii.gz", y, geometry)
+    assert _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir), "-o", str(out), "--csv", str(table),
+                     "--overwrite")[0] == 0
+    assert not (tmp_path / "good.partial.json").exists()
 
 
 def test_a_failure_before_any_case_leaves_no_output(tmp_path: Path, y_tree, capsys) -> None:

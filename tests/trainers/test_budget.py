@@ -10,6 +10,9 @@ import torch
 
 from nnunet_airway.trainers.budget import (
     EPOCHS_VARIABLE,
+    ITERATIONS_VARIABLE,
+    LR_VARIABLE,
+    SEED_VARIABLE,
     TIME_BUDGET_VARIABLE,
     TimeBudgetPolyLR,
     budget_from_environment,
@@ -67,3 +70,29 @@ def test_time_budget_trainer_logs_the_rate_it_uses(monkeypatch: pytest.MonkeyPat
     logged = trainer.logger.get_value("lrs", step=trainer.current_epoch)
     assert logged == trainer.optimizer.param_groups[0]["lr"]
     assert logged == pytest.approx(trainer.initial_lr * 0.5**0.9, rel=0.01)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    (TIME_BUDGET_VARIABLE, "nan"), (TIME_BUDGET_VARIABLE, "inf"), (TIME_BUDGET_VARIABLE, "-5"),
+    (TIME_BUDGET_VARIABLE, "0"), (EPOCHS_VARIABLE, "0"), (EPOCHS_VARIABLE, "2.5"),
+])
+def test_a_budget_that_is_not_a_finite_positive_number_is_refused(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                                   value: str) -> None:
+    """NNUNET_AIRWAY_TIME_BUDGET_S=nan trained forever with a NaN learning rate."""
+    monkeypatch.delenv(TIME_BUDGET_VARIABLE, raising=False)
+    monkeypatch.delenv(EPOCHS_VARIABLE, raising=False)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=rf"{name}='{value}'"):
+        budget_from_environment()
+
+
+@pytest.mark.parametrize(("name", "value"), [(LR_VARIABLE, "nan"), (LR_VARIABLE, "0"), (ITERATIONS_VARIABLE, "0"),
+                                             (SEED_VARIABLE, "-1")])
+def test_other_budget_variables_are_checked_when_the_trainer_is_built(phantom_dataset, fresh_results,
+                                                                      monkeypatch: pytest.MonkeyPatch, name: str,
+                                                                      value: str) -> None:
+    monkeypatch.delenv(TIME_BUDGET_VARIABLE, raising=False)
+    monkeypatch.setenv(EPOCHS_VARIABLE, "1")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=rf"{name}='{value}'"):
+        make_trainer("nnUNetTrainerAirwayFRAD_Budget", phantom_dataset)
