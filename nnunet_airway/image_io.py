@@ -165,8 +165,14 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
         raise DataError(f"{path}: cannot be read as an image ({first_line}); replace or remove the file") from exc
-    if image.GetDimension() != 3:
-        raise DataError(f"{path}: expected a 3-D image, got {image.GetDimension()}-D; give a single-channel 3-D volume")
+    components = image.GetNumberOfComponentsPerPixel()
+    if image.GetDimension() != 3 or components != 1:
+        size = "x".join(str(n) for n in image.GetSize())
+        what = f"{components} components per voxel (a vector or RGB image)" if components != 1 else "no third axis"
+        if image.GetDimension() != 3:
+            what = f"{image.GetDimension()} axes" + (f" and {components} components per voxel" if components != 1 else "")
+        raise DataError(f"{path}: a {image.GetDimension()}-D image of size {size} with {what}; give a scalar "
+                        "3-D volume (one channel per file, as nnU-Net takes them)")
     array = sitk.GetArrayFromImage(image)
     if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))

@@ -178,3 +178,19 @@ def test_a_data_set_folder_inside_a_source_or_holding_one_is_refused(tmp_path: P
                     "--out-root", str(tmp_path / "raw"), "--overwrite", "--no-progress"])
     assert holding.returncode == 1 and "lies inside the data set folder" in holding.stderr, holding.stderr
     assert sorted(p.name for p in held.iterdir()) == before
+
+
+def test_a_vector_image_is_rejected_alone_and_the_rest_converts(tmp_path: Path, make) -> None:
+    """A 2-component CT aborted the whole `convert folder` with a traceback and no dataset.json."""
+    import SimpleITK as sitk
+
+    images, labels = make.case_folders(tmp_path, 3)
+    vector = sitk.GetImageFromArray(np.zeros((10, 16, 16, 2), np.int16), isVector=True)
+    sitk.WriteImage(vector, str(images / "case1.nii.gz"))
+    done = _cli(["convert", "folder", "--images", str(images), "--labels", str(labels), "-d", "62", "--out-root",
+                 str(tmp_path / "raw"), "--no-progress"])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "rejected case1" in done.stderr and "2 components per voxel" in done.stderr
+    (dataset,) = (tmp_path / "raw").glob("Dataset062_*")
+    assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 2
+    assert sorted(p.name for p in (dataset / "imagesTr").iterdir()) == ["case0_0000.nii.gz", "case2_0000.nii.gz"]

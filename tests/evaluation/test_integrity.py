@@ -171,3 +171,15 @@ def test_a_truncated_prediction_is_refused(tmp_path: Path, y_tree, capsys) -> No
     (pred_dir / "a.nii.gz").write_bytes(data[: len(data) // 2])
     code, out, err = _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir))
     assert code == 1 and "a.nii.gz: " in err and ("cut short" in err or "damaged" in err)
+
+
+def test_a_vector_prediction_is_a_one_line_error_naming_the_file(tmp_path: Path, y_tree, capsys) -> None:
+    """It said "zip() argument 2 is longer than argument 1"."""
+    import SimpleITK as sitk
+
+    y, geometry = y_tree
+    pred_dir, ref_dir = _folders(tmp_path, y, {"a": y}, geometry)
+    vector = sitk.GetImageFromArray(np.stack([y, y], axis=-1).astype(np.uint8), isVector=True)
+    sitk.WriteImage(vector, str(pred_dir / "a.nii.gz"))
+    code, _, err = _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir), "-o", str(tmp_path / "s.json"))
+    assert code == 1 and "a.nii.gz: a 3-D image" in err and "2 components per voxel" in err and "zip()" not in err
