@@ -69,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
         print(f"nnunet-airway {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except MemoryError:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"nnunet-airway {args.command}: error: out of memory: this run needs more memory than the process "
+              "may use; free memory, raise the limit (ulimit -v) or make the job smaller (a smaller --shape, fewer "
+              "cases or processes)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"nnunet-airway {args.command}: interrupted", file=sys.stderr)
         return 130

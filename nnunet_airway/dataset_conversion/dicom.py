@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.multival import MultiValue
 
 from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import Geometry
@@ -96,6 +97,7 @@ class Series:
     description: str
     slices: list[SliceHeader] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    conflict: str | None = None  # why its files cannot be one volume (two patients, studies or slice sets)
 
     @property
     def n_slices(self) -> int:
@@ -138,6 +140,15 @@ def _floats(value, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n else None
 
 
+def _text(value) -> str:
+    """A DICOM string value as text; a multi-valued one joined with DICOM's own separator (``x\\y``)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
 def _number(value, default: float) -> float:
     try:
         return float(value) if value not in (None, "") else default
@@ -176,7 +187,7 @@ def read_header(path: str | os.PathLike) -> SliceHeader | None:
         path=str(path),
         series_uid=series_uid,
         study_uid=str(ds.get("StudyInstanceUID", "") or ""),
-        patient_id=str(ds.get("PatientID", "") or ""),
+        patient_id=_text(ds.get("PatientID", "")),
         modality=str(ds.get("Modality", "") or "").upper(),
         image_type=tuple(str(t).upper() for t in image_type) if image_type else (),
         position=_floats(ds.get("ImagePositionPatient", None), 3),
@@ -263,7 +274,13 @@ def read_headers(paths: Sequence[str], num_workers: int = 1) -> list[SliceHeader
 
 
 def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
-    """Group headers by SeriesInstanceUID; localizers and non-image objects go to ``ignored``."""
+    """Group headers by SeriesInstanceUID; localizers and non-image objects go to ``ignored``.
+
+    One volume holds one patient: a SeriesInstanceUID whose files name several PatientIDs is split into one
+    Series per patient, each with a ``conflict`` naming them all, so that every patient is reported and none
+    is stacked into another's volume; files of several StudyInstanceUIDs, or two interleaved slice sets
+    (instance numbers repeating at other positions), also get a conflict (see :func:`_slice_set_conflict`).
+    """
     by_uid: dict[str, Series] = {}
     for h in headers:
         series = by_uid.get(h.series_uid)
@@ -275,7 +292,45 @@ def group_series(headers: Iterable[SliceHeader]) -> list[Series]:
             series.ignored.append((h.path, f"{NOT_AN_IMAGE_SLICE} (Modality {h.modality or '?'}, no position)"))
         else:
             series.slices.append(h)
-    return sorted(by_uid.values(), key=lambda s: s.series_uid)
+    result = [part for series in by_uid.values() for part in _one_patient_each(series)]
+    return sorted(result, key=lambda s: (s.series_uid, s.patient_id))
+
+
+def _one_patient_each(series: Series) -> list[Series]:
+    """``series`` itself, or one Series per PatientID among its slices, each with the conflict named."""
+    patients = Counter(h.patient_id for h in series.slices)
+    if len(patients) <= 1:
+        series.conflict = _slice_set_conflict(series.slices)
+        return [series]
+    listed = ", ".join(f"{patient or '(no PatientID)'}: {n} files" for patient, n in sorted(patients.items()))
+    conflict = (f"its image files belong to {len(patients)} patients under one SeriesInstanceUID ({listed}); "
+                "refused so that no two patients are stacked into one volume: give each patient's files their own "
+                "series (SeriesInstanceUID) or convert them from separate folders")
+    parts = []
+    for patient in sorted(patients):
+        slices = [h for h in series.slices if h.patient_id == patient]
+        parts.append(Series(series.series_uid, patient, slices[0].study_uid, series.modality, series.description,
+                            slices, list(series.ignored) if not parts else [], conflict))
+    return parts
+
+
+def _slice_set_conflict(slices: Sequence[SliceHeader]) -> str | None:
+    """Why one patient's slices of one SeriesInstanceUID are not one volume, or None: several studies, or two
+    interleaved sets (an instance number that repeats at another position: two copies of a series merged)."""
+    studies = Counter(h.study_uid for h in slices)
+    if len(studies) > 1:
+        return (f"its image files belong to {len(studies)} studies (StudyInstanceUID) under one SeriesInstanceUID; "
+                "refused so that no two scans are stacked into one volume: convert each study on its own")
+    positions: dict[int, set[tuple[float, ...]]] = defaultdict(set)
+    for h in slices:
+        if h.instance_number is not None and h.position is not None:
+            positions[h.instance_number].add(tuple(round(v, 3) for v in h.position))
+    repeated = sorted(number for number, where in positions.items() if len(where) > 1)
+    if repeated:
+        shown = ", ".join(str(n) for n in repeated[:5]) + (" ..." if len(repeated) > 5 else "")
+        return (f"two interleaved sets of slices: {len(repeated)} instance numbers ({shown}) each appear at more "
+                "than one position (two copies of a series merged?); refused: keep one copy per folder")
+    return None
 
 
 def scan_dicom(root: str | os.PathLike, num_workers: int = 1) -> list[Series]:
@@ -285,6 +340,8 @@ def scan_dicom(root: str | os.PathLike, num_workers: int = 1) -> list[Series]:
 
 def why_not_ct_volume(series: Series, min_slices: int, max_slice_thickness: float | None = None) -> str | None:
     """Why a series cannot be a CT volume for this converter, or None when it can."""
+    if series.conflict is not None:
+        return series.conflict
     if series.modality != "CT":
         return f"Modality {series.modality or 'missing'}, not CT"
     if series.n_slices < min_slices:

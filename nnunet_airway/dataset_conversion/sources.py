@@ -97,7 +97,7 @@ def lidc_cases(root: str | os.PathLike, labels_dir: str | os.PathLike | None = N
     used_labels = set()
     for patient, series in sorted(series_by_patient(scan_dicom(root, num_workers)).items()):
         eligible = [s for s in series if why_not_ct_volume(s, min_slices, max_slice_thickness) is None]
-        case = patient or series[0].series_uid
+        case = _file_name_part(patient) or series[0].series_uid
         if not eligible:
             reasons = "; ".join(f"{s.series_uid}: {why_not_ct_volume(s, min_slices, max_slice_thickness)}"
                                 for s in series)
@@ -114,6 +114,12 @@ def lidc_cases(root: str | os.PathLike, labels_dir: str | os.PathLike | None = N
     found.unmatched = [f"{p}: no CT series with this SeriesInstanceUID was chosen"
                        for uid, p in labels.items() if uid not in used_labels and not uid.upper().startswith("CASE")]
     return found
+
+
+def _file_name_part(text: str) -> str:
+    """``text`` as part of a file name: every run of characters other than letters, digits, '.', '_' and '-'
+    becomes one '_' (a multi-valued PatientID ``x\\y`` gives case ``x_y``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
 
 
 _EXACT09_CASE = re.compile(r"^(CASE\d+)", re.IGNORECASE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,15 @@ def nnunet_folders(workdir: Path) -> dict[str, str]:
     return {name: os.environ[name] for name in NNUNET_FOLDER_VARIABLES}
 
 
+def find_command(name: str, path: str | None = None) -> str | None:
+    """The executable ``name``: beside the running interpreter first (a virtual environment's ``bin``, used
+    without activating it), then on ``path`` (PATH by default); None when neither has it."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name, path=path)
+
+
 def run_logged(
     command: Sequence[str], env: dict[str, str], log_path: Path, on_line: Callable[[str], None] | None = None,
 ) -> None:
@@ -38,9 +48,11 @@ def run_logged(
 
     Raises DataError with the log's last lines when the command fails or is not installed.
     """
-    if shutil.which(command[0], path=env.get("PATH")) is None:
-        raise DataError(f"{command[0]}: command not found; install nnunetv2 >= 2.8 into this environment "
-                        "(pip install -e .) and rerun")
+    executable = find_command(command[0], env.get("PATH"))
+    if executable is None:
+        raise DataError(f"{command[0]}: command not found beside {sys.executable} or on PATH; install nnunetv2 "
+                        ">= 2.8 into this environment (pip install -e .) and rerun")
+    command = [executable, *command[1:]]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=8)
     with open(log_path, "a") as log:

@@ -16,6 +16,7 @@ the image grid.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,15 @@ def load_predictor(model_folder: str | os.PathLike, fold: str = "0", checkpoint:
     predictor = nnUNetPredictor(tile_step_size=TILE_STEP_SIZE, use_gaussian=True, use_mirroring=False,
                                 perform_everything_on_device=False, device=torch.device(device), verbose=False,
                                 allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(folder), use_folds=(fold_name,), checkpoint_name=checkpoint)
+    checkpoint_path = folder / f"fold_{fold_name}" / checkpoint
+    try:
+        predictor.initialize_from_trained_model_folder(str(folder), use_folds=(fold_name,), checkpoint_name=checkpoint)
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError, AttributeError, TypeError,
+            pickle.UnpicklingError) as exc:
+        # torch.load on a truncated file, a file of another program, or a checkpoint without nnU-Net's keys
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{checkpoint_path}: not a loadable nnU-Net checkpoint ({type(exc).__name__}: {reason}); "
+                        "train again or copy the file anew, or choose another with -c") from exc
     if not isinstance(unwrapped(predictor.network), FRADUNet):
         raise DataError(f"{folder}: trained with {predictor.trainer_name}, whose network is not the airway U-Net; "
                         "attention maps need a model of an airway trainer (nnUNetTrainerAirway...)")

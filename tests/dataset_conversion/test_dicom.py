@@ -98,10 +98,11 @@ def test_too_few_slices_is_a_clear_error(tmp_path: Path, make) -> None:
 
 def test_duplicate_positions_keep_the_lowest_instance_number_and_are_reported(tmp_path: Path, make) -> None:
     hu = make.ct_volume((10, 16, 16))
-    make.write_series(tmp_path / "s", hu, instance_numbers=[k + 1 for k in range(10)])
-    other = hu[4:5].copy() + 7  # a different image at the position of slice 4
+    make.write_series(tmp_path / "s", hu, instance_numbers=[k + 1 for k in range(10)], study_uid="1.2.3")
+    other = hu[4:5].copy() + 7  # a different image at the position of slice 4 (same patient, study and series)
     make.write_series(tmp_path / "s", other, series_uid=read_dicom_folder(tmp_path / "s")[0].series_uid,
-                      origin=(-10.0, -20.0, -30.0 + 4 * 1.25), instance_numbers=[99], name=lambda k: "dup")
+                      origin=(-10.0, -20.0, -30.0 + 4 * 1.25), instance_numbers=[99], name=lambda k: "dup",
+                      study_uid="1.2.3")
     volume, _ = read_dicom_folder(tmp_path / "s")
     np.testing.assert_array_equal(volume.array, hu)
     assert len(volume.dropped_duplicates) == 1

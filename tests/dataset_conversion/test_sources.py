@@ -162,3 +162,55 @@ def test_aiib23_pairs_images_with_labels_of_the_same_name(tmp_path: Path, make) 
     assert sorted(p.name for p in (dataset / "labelsTr").iterdir()) == ["AIIB23_002.nii.gz", "AIIB_001.nii.gz"]
     assert sorted(p.name for p in (dataset / "imagesTr").iterdir()) == ["AIIB23_002_0000.nii.gz",
                                                                         "AIIB_001_0000.nii.gz"]
+
+
+@pytest.mark.parametrize("shift", [0.5, 0.0], ids=["interleaved half a slice apart", "same positions"])
+def test_two_patients_under_one_series_uid_are_both_reported_and_never_stacked(tmp_path: Path, make,
+                                                                               shift: float) -> None:
+    """Two copies of one series under PatientIDs PA and PB, the same SeriesInstanceUID, PB shifted (or not) and
+    300 HU brighter, new SOPInstanceUIDs: PA_0000 had the two patients' slices interleaved and PB was nowhere."""
+    from pydicom.uid import generate_uid
+
+    uid, study = generate_uid(), generate_uid()
+    hu = make.ct_volume((10, 16, 16), 1)
+    make.write_series(tmp_path / "LIDC" / "PA", hu, spacing_xyz=THIN, patient_id="PA", series_uid=uid,
+                      study_uid=study)
+    make.write_series(tmp_path / "LIDC" / "PB", hu + 300, spacing_xyz=THIN, patient_id="PB", series_uid=uid,
+                      study_uid=study, origin=(ORIGIN[0], ORIGIN[1], ORIGIN[2] + shift * THIN[2]))
+    make.write_series(tmp_path / "LIDC" / "PC", hu, spacing_xyz=THIN, patient_id="PC")  # one that converts
+    raw = tmp_path / "raw"
+    assert main(["convert", "lidc", "--images", str(tmp_path / "LIDC"), "-d", "102", "--out-root", str(raw),
+                 "--no-progress"]) == 0
+    report = _report(raw, "Dataset102_LIDC")
+    assert _statuses(report) == {"PA": "skipped", "PB": "skipped", "PC": "converted"}
+    for case in ("PA", "PB"):
+        reason = report["cases"][case]["reason"]
+        assert "2 patients under one SeriesInstanceUID" in reason and "PA: 10 files" in reason and "PB: 10 files" in reason
+    assert [p.name for p in raw.glob("Dataset102_LIDC/images*/*.nii.gz")] == ["PC_0000.nii.gz"]
+
+
+def test_two_interleaved_copies_of_one_patients_series_are_refused(tmp_path: Path, make) -> None:
+    from pydicom.uid import generate_uid
+
+    uid, study = generate_uid(), generate_uid()
+    hu = make.ct_volume((10, 16, 16), 1)
+    for folder, shift, offset in (("a", 0.0, 0), ("b", 0.5, 300)):
+        make.write_series(tmp_path / "LIDC" / folder, hu + offset, spacing_xyz=THIN, patient_id="PA", series_uid=uid,
+                          study_uid=study, origin=(ORIGIN[0], ORIGIN[1], ORIGIN[2] + shift * THIN[2]),
+                          instance_numbers=list(range(1, 11)))
+    make.write_series(tmp_path / "LIDC" / "PC", hu, spacing_xyz=THIN, patient_id="PC")
+    raw = tmp_path / "raw"
+    assert main(["convert", "lidc", "--images", str(tmp_path / "LIDC"), "-d", "103", "--out-root", str(raw),
+                 "--no-progress"]) == 0
+    report = _report(raw, "Dataset103_LIDC")
+    assert _statuses(report) == {"PA": "skipped", "PC": "converted"}
+    assert "two interleaved sets of slices" in report["cases"]["PA"]["reason"]
+
+
+def test_a_multi_valued_patient_id_gives_a_plain_case_name(tmp_path: Path, make) -> None:
+    """PatientID x\\y named the file ['x', 'y']_0000.nii.gz."""
+    make.write_series(tmp_path / "LIDC" / "p", make.ct_volume((10, 16, 16), 1), spacing_xyz=THIN, patient_id="x\\y")
+    raw = tmp_path / "raw"
+    assert main(["convert", "lidc", "--images", str(tmp_path / "LIDC"), "-d", "104", "--out-root", str(raw),
+                 "--no-progress"]) == 0
+    assert [p.name for p in raw.glob("Dataset104_LIDC/images*/*.nii.gz")] == ["x_y_0000.nii.gz"]

@@ -125,3 +125,27 @@ def test_command_writes_the_figure_and_the_maps(trained_model, tmp_path: Path) -
 
     again = subprocess.run(command, env=dataset.env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "--overwrite" in again.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_damaged_or_foreign_checkpoint_is_a_one_line_error(trained_model, tmp_path: Path, capsys,
+                                                              damage: str) -> None:
+    """A truncated or foreign checkpoint_final.pth gave a traceback."""
+    import shutil
+
+    model = tmp_path / trained_model.output_folder.parent.name
+    shutil.copytree(trained_model.output_folder.parent, model)
+    checkpoint = model / "fold_0" / "checkpoint_final.pth"
+    if damage == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    else:
+        torch.save({"state_dict": {}, "something": "else"}, checkpoint)
+    with pytest.raises(DataError, match=r"checkpoint_final.pth: not a loadable nnU-Net checkpoint"):
+        load_predictor(model)
+    from nnunet_airway.cli import main
+
+    image = trained_model.dataset.raw / "imagesTs" / f"{trained_model.dataset.test_cases[0]}_0000.nii.gz"
+    assert main(["attention", "-m", str(model), "-i", str(image), "-o", str(tmp_path / "a.png"),
+                 "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "not a loadable nnU-Net checkpoint" in err
