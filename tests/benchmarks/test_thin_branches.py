@@ -114,7 +114,7 @@ def test_stage_time_counts_the_data_set_and_the_chosen_rows_only(thin) -> None:
 def test_counts_too_small_to_train_are_usage_errors(thin, argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as raised:
         thin.parse_arguments(argv)
-    assert raised.value.code == 2 and "give at least" in capsys.readouterr().err
+    assert raised.value.code == 2 and "expected a number >= " in capsys.readouterr().err
 
 
 def test_ad_variants_are_also_taken_against_the_papers_ad(thin) -> None:
