@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,18 +34,24 @@ class DiceFocalLoss(nn.Module):
     Args:
         gamma: focal exponent (paper 2).
         eps: Dice denominator guard (paper 1e-7).
+        ddp: under torch.distributed (DDP, ``nnUNetv2_train -num_gpus N``), sum the Dice's intersection and
+            denominator over every rank (a differentiable all-reduce), so the batch Dice is the one of the
+            whole distributed batch and DDP's averaged gradients equal one process on the union of the ranks'
+            batches (as nnU-Net's own Dice does with ``ddp=True``); the focal mean needs nothing (equal batch
+            sizes per rank). Without an initialised process group it changes nothing.
 
     ``forward(logits, target)``: logits (N, 2, ...) as nnU-Net produces them (softmax; channel 1 is the
     airway) or (N, 1, ...) (sigmoid); target (N, 1, ...) or (N, ...) with values {0, 1} (any dtype).
     Computed in float32 under autocast; returns a scalar.
     """
 
-    def __init__(self, gamma: float = 2.0, eps: float = 1e-7) -> None:
+    def __init__(self, gamma: float = 2.0, eps: float = 1e-7, ddp: bool = False) -> None:
         super().__init__()
         if gamma < 0 or eps < 0:
             raise ValueError(f"gamma and eps must be >= 0, got gamma={gamma}, eps={eps}")
         self.gamma = gamma
         self.eps = eps
+        self.ddp = ddp
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if logits.dim() < 3 or logits.shape[1] not in (1, 2):
@@ -65,7 +73,11 @@ class DiceFocalLoss(nn.Module):
             else:
                 log_p, log_q = F.logsigmoid(x), F.logsigmoid(-x)
             prob = log_p.exp()
-            dice = 2 * (prob * y).sum() / (prob.sum() + y.sum() + self.eps)
+            intersection, total = (prob * y).sum(), prob.sum() + y.sum()
+            if self.ddp and dist.is_available() and dist.is_initialized():
+                intersection = dist_nn.all_reduce(intersection)
+                total = dist_nn.all_reduce(total)
+            dice = 2 * intersection / (total + self.eps)
             log_pt = y * log_p + (1 - y) * log_q
             focal = -((1 - log_pt.exp()).pow(self.gamma) * log_pt).mean()
             return focal - dice

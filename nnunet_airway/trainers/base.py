@@ -109,7 +109,7 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
         return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
 
     def _build_loss(self) -> SegmentationWithDistillation:
-        segmentation: nn.Module = DiceFocalLoss()
+        segmentation: nn.Module = DiceFocalLoss(ddp=self.is_ddp)  # batch Dice over every rank's batch
         if self.enable_deep_supervision:
             # nnU-Net's weighting: halve per scale, drop the coarsest (a tiny weight under DDP without compile,
             # where an unused output makes DDP complain), normalise to 1

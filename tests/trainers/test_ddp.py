@@ -1,5 +1,6 @@
-"""Two processes under DDP (gloo, on the CPU): the loss components in loss_components.json are the means over
-every rank's iterations, as nnU-Net averages its own loss, not rank 0's alone."""
+"""Two processes under DDP (gloo, on the CPU), as ``nnUNetv2_train -num_gpus 2`` runs the trainers: one step's
+gradients equal the single-process step on the union of both ranks' batches, for every airway trainer, and the
+loss components in loss_components.json are the means over every rank's iterations, not rank 0's alone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from nnunet_airway.trainers.declarations import DECLARATIONS
 from nnunet_airway.trainers.loss_components import read_loss_components
 
 pytestmark = pytest.mark.slow
@@ -30,6 +33,43 @@ def run_ranks(trainer: str, tmp_path: Path, world_size: int = 2) -> list[dict]:
     for process, log in zip(processes, logs, strict=True):
         assert process.returncode == 0, log[-3000:]
     return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(world_size)]
+
+
+def run_single(trainer: str, tmp_path: Path, world_size: int = 2) -> None:
+    env = {**os.environ, "nnUNet_results": str(tmp_path / "results_single"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(WORKER), trainer, "single", str(world_size), "-", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+
+
+@pytest.mark.parametrize("trainer", [d.name for d in DECLARATIONS])
+def test_ddp_gradients_equal_one_process_on_the_union_of_the_batches(trainer: str, tmp_path: Path) -> None:
+    """FR's autograd Function, the frozen deep-supervision heads (no unused-parameter error), batch Dice and the
+    distillation term: DDP's averaged gradients after one step are the single-process gradients."""
+    run_ranks(trainer, tmp_path)
+    run_single(trainer, tmp_path)
+    single = torch.load(tmp_path / "grads_single.pt")
+    # one tolerance for the whole network: a conv bias before instance norm has a gradient of rounding noise
+    atol = 1e-4 * max(float(g.abs().max()) for g in single.values())
+    for rank in (0, 1):
+        ddp = torch.load(tmp_path / f"grads_rank{rank}.pt")
+        # nnU-Net weights the coarsest deep-supervision output 1e-6 under DDP (0 in one process) so that DDP
+        # sees a gradient for it; that head may differ by that much, nothing else may be missing
+        for name in ddp.keys() ^ single.keys():
+            assert name.startswith("decoder.seg_layers.") and float((ddp.get(name, single.get(name))).abs().max()) < atol
+        for name in ddp.keys() & single.keys():
+            torch.testing.assert_close(ddp[name], single[name], rtol=1e-3, atol=atol,
+                                       msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_batch_dice_is_taken_over_every_ranks_batch(tmp_path: Path) -> None:
+    """Far from the prior, where the Dice term matters: each rank's logit gradient is world_size times the
+    single-process gradient on the union (which DDP's averaging turns into the union's parameter gradient). A
+    Dice per rank (no all-reduce) misses by far more than the tolerance."""
+    run_ranks("nnUNetTrainerAirwayBaseline", tmp_path)
+    for rank in (0, 1):
+        grads = torch.load(tmp_path / f"loss_grads_rank{rank}.pt")
+        torch.testing.assert_close(grads["rank"], 2 * grads["union"], rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("trainer", ["nnUNetTrainerAirwayFRAD", "nnUNetTrainerAirwayFRAD_DS"])
