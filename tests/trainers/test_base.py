@@ -27,6 +27,7 @@ def bare_trainer(trainer_class: type[AirwayTrainerBase], network: torch.nn.Modul
     """A trainer without nnU-Net's __init__ (which needs planned data): just what ``_build_loss`` reads."""
     trainer = object.__new__(trainer_class)
     trainer.enable_deep_supervision = False
+    trainer.is_ddp = False
     trainer.network = network
     return trainer
 
