@@ -1,7 +1,7 @@
 """Step time and peak memory of FRADUNet variants relative to the plain U-Net (issue 3's speed/memory goal).
 
 A step is forward + DiceFocal loss (+ 0.1 x attention distillation when on) + backward + Adam step, as in
-training. The plain network (recalibration=None, distillation=False) is measured in the same run as the
+training. The plain network (no recalibration, no distillation term) is measured in the same run as the
 baseline; memory is always measured in a fresh subprocess per variant.
 
 - CPU (always): float32, batch 2, a small patch, one thread. Step time: the CPU time of the thread (not the

@@ -7,7 +7,7 @@ Writes ``<out>/gpu_suite_<device>.json`` and ``.md`` (out: benchmarks/results). 
 with a time limit taken from what is left of the budget, in this order (a phase that would start with too
 little time left is recorded as skipped, one cut short keeps what it measured):
   1. tests: ``pytest -m cuda`` on tests/trainers/test_cuda.py (compiled vs eager gradients, fp16 trainer steps);
-  2. steps, eager then compiled: nnU-Net's own ``train_step`` (fp16 autocast and GradScaler on CUDA, batch 2)
+  2. steps, eager then compiled: the trainers' ``train_step`` (nnU-Net's, or the airway base's copy; fp16 autocast and GradScaler on CUDA, batch 2)
      of nnU-Net's PlainConvUNet (nnUNetTrainer) and the Baseline, FR, AD and FR+AD trainers, all built from the
      same plans (features 32-320) at the paper's patch 64x224x304 and at 128^3: ms per step and peak memory
      (CUDA max_memory_allocated), with ratios against the plain network and the Baseline of the same run;

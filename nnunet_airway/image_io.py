@@ -1,4 +1,5 @@
-"""Image I/O with geometry, grid checks and atomic writes: the one place that talks to SimpleITK.
+"""Image reading with geometry, the checks of a read file, grid checks and output folders (writing is in
+nunet_airway/writing.py).
 
 Arrays are numpy arrays in SimpleITK's index order reversed, i.e. shape (Z, Y, X) for a 3-D image.
 Geometry follows ITK: ``spacing`` and ``origin`` in mm in (x, y, z) order, ``direction`` a row-major
@@ -168,11 +169,9 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     components = image.GetNumberOfComponentsPerPixel()
     if image.GetDimension() != 3 or components != 1:
         size = "x".join(str(n) for n in image.GetSize())
-        what = f"{components} components per voxel (a vector or RGB image)" if components != 1 else "no third axis"
-        if image.GetDimension() != 3:
-            what = f"{image.GetDimension()} axes" + (f" and {components} components per voxel" if components != 1 else "")
-        raise DataError(f"{path}: a {image.GetDimension()}-D image of size {size} with {what}; give a scalar "
-                        "3-D volume (one channel per file, as nnU-Net takes them)")
+        held = f" with {components} components per voxel (a vector or RGB image)" if components != 1 else ""
+        raise DataError(f"{path}: a {image.GetDimension()}-D image of size {size}{held}; give a scalar 3-D volume "
+                        "(one channel per file, as nnU-Net takes them)")
     array = sitk.GetArrayFromImage(image)
     if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
@@ -218,7 +217,7 @@ def check_same_grid(
         raise DataError(f"{path_b} is not on the grid of {path_a}: {diff}; {what_to_do}")
 
 
-def prepare_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
+def prepare_output_dir(path: str | os.PathLike, overwrite: bool, flag: str = "--out") -> Path:
     """Create an output folder; refuse a non-empty existing one unless ``overwrite`` is set.
 
     With ``overwrite`` the folder is kept and files are replaced one by one as they are rewritten;
@@ -226,8 +225,8 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise DataError(f"{path}: exists and is not a folder; choose another --out")
+        raise DataError(f"{path}: exists and is not a folder; choose another {flag}")
     if path.exists() and any(path.iterdir()) and not overwrite:
-        raise DataError(f"{path}: folder exists and is not empty; choose another --out or pass --overwrite")
+        raise DataError(f"{path}: folder exists and is not empty; choose another {flag} or pass --overwrite")
     path.mkdir(parents=True, exist_ok=True)
     return path

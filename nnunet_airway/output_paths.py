@@ -43,6 +43,17 @@ def refuse_outputs_over_inputs(outputs: Mapping[str, PathOrNone], inputs: Mappin
                 raise DataError(f"{path}: {flag} would write {how} {what} ({input_path}); choose a place outside it")
 
 
+def refuse_existing_file(path: PathOrNone, overwrite: bool, flag: str) -> None:
+    """DataError when the output file ``path`` is a folder, or exists and ``overwrite`` is not given."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give {flag} a file name")
+    if path.exists() and not overwrite:
+        raise DataError(f"{path}: exists; choose another {flag} or pass --overwrite")
+
+
 def partial_path(path: str | os.PathLike) -> Path:
     """Where a summary that is still being made is kept: ``NAME.partial.json`` beside ``NAME.json``."""
     path = Path(path)

@@ -1,4 +1,4 @@
-"""Every file this project writes goes through here: atomic (a temporary file beside the target, renamed onto
+"""Every file the package writes goes through here: atomic (a temporary file beside the target, renamed onto
 it only when complete), verified (the byte count, or an image that reads back with its shape), and with the
 mode a plain ``open(path, "w")`` would give, read once at import instead of changing the process umask at every
 write (which is not thread-safe).
@@ -47,7 +47,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary name keeps the file's suffixes (``.nii.gz``) so writers pick the right format. Without an
-    error the temporary file gets NEW_FILE_MODE (mkstemp makes it private) and replaces ``path`` in one rename.
+    error the temporary file gets NEW_FILE_MODE (mkstemp makes it private) and replaces ``path`` in one rename
+    (a file replaced gets that mode too, not the mode it had).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from nnunet_airway.evaluation.metrics import PROTOCOLS
 from nnunet_airway.evaluation.report import TABLES, cases_csv, format_table, summarise
 from nnunet_airway.evaluation.runner import evaluate_folder
 from nnunet_airway.image_io import prepare_output_dir
-from nnunet_airway.output_paths import partial_path, refuse_outputs_over_inputs
+from nnunet_airway.output_paths import partial_path, refuse_existing_file, refuse_outputs_over_inputs
 from nnunet_airway.writing import write_bytes, write_json
 
 DEFAULT_SUMMARY_NAME = "summary_airway.json"
@@ -60,13 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _refuse_existing(path: Path | None, overwrite: bool, flag: str) -> None:
-    if path is not None and path.is_dir():
-        raise DataError(f"{path}: is a folder; give {flag} a file name")
-    if path is not None and path.exists() and not overwrite:
-        raise DataError(f"{path}: exists; choose another {flag} or pass --overwrite")
-
-
 def check_outputs(pred: Path, ref: Path, truth: Path | None, outputs: dict[str, Path | None]) -> None:
     """Refuse outputs that would overwrite an input or each other (``outputs``: flag -> path or None). The
     prediction folder may take the summary and pictures (nnU-Net's own summary lives there), not images."""
@@ -87,17 +80,18 @@ def run(args: argparse.Namespace) -> int:
     if args.connectivity not in CONNECTIVITIES:
         raise DataError(f"--connectivity {args.connectivity}: choose one of {CONNECTIVITIES}")
     out = args.out if args.out is not None else args.pred / DEFAULT_SUMMARY_NAME
-    check_outputs(args.pred, args.ref, args.truth,
-                  {"-o": out, "--csv": args.csv, "--render": args.render, "--mesh": args.mesh})
-    _refuse_existing(out, args.overwrite, "-o")
-    _refuse_existing(args.csv, args.overwrite, "--csv")
-    if args.render is not None:
-        prepare_output_dir(args.render, args.overwrite)
-    if args.mesh is not None:
-        prepare_output_dir(args.mesh, args.overwrite)
     # while scoring, the summary so far goes to a file of its own: -o and --csv are written once, complete, at
     # the end (an earlier result they replace stays whole if this run fails)
     partial = partial_path(out)
+    check_outputs(args.pred, args.ref, args.truth, {"-o": out, "--csv": args.csv, "--render": args.render,
+                                                    "--mesh": args.mesh, "the partial summary of -o": partial})
+    refuse_existing_file(out, args.overwrite, "-o")
+    refuse_existing_file(args.csv, args.overwrite, "--csv")
+    refuse_existing_file(partial, args.overwrite, "-o (its partial summary)")
+    if args.render is not None:
+        prepare_output_dir(args.render, args.overwrite, "--render")
+    if args.mesh is not None:
+        prepare_output_dir(args.mesh, args.overwrite, "--mesh")
     scored = []
 
     def save_partial(summary: dict) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -75,6 +74,8 @@ class DiceFocalLoss(nn.Module):
             prob = log_p.exp()
             intersection, total = (prob * y).sum(), prob.sum() + y.sum()
             if self.ddp and dist.is_available() and dist.is_initialized():
+                import torch.distributed.nn.functional as dist_nn  # only where a process group exists
+
                 intersection = dist_nn.all_reduce(intersection)
                 total = dist_nn.all_reduce(total)
             dice = 2 * intersection / (total + self.eps)

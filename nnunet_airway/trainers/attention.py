@@ -3,8 +3,8 @@
 The model is loaded by nnU-Net's own ``nnUNetPredictor`` (plans, checkpoint, trainer class), the image is
 preprocessed by the configuration's preprocessor (transpose, crop, resample, normalise), and the network is
 run window by window over nnU-Net's sliding-window grid (``compute_steps_for_sliding_window``, step 0.5,
-the same Gaussian weighting, no mirroring). Forward hooks on the decoder stages take each window's decoder
-outputs A (coarse to fine) and turn them into G = sum_c |A_c|^2 (``attention_map``, the map that attention
+the same Gaussian weighting, no mirroring). The network hands over each window's decoder outputs A (coarse
+to fine, ``return_decoder_features``, as the training step asks for them), turned into G = sum_c |A_c|^2 (``attention_map``, the map that attention
 distillation compares); each window's map is upsampled trilinearly to the patch size and accumulated with
 the Gaussian weights, like the logits. Logits and maps are then brought back to the image grid by nnU-Net's
 export steps (resampling, uncropping, transposing back).

@@ -14,7 +14,7 @@ from pathlib import Path
 from nnunet_airway.attention_figure import VIEWS, AttentionRow, View, attention_figure_png, parse_slice, resolve_view
 from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import prepare_output_dir, read_image
-from nnunet_airway.output_paths import refuse_outputs_over_inputs
+from nnunet_airway.output_paths import refuse_existing_file, refuse_outputs_over_inputs
 from nnunet_airway.writing import write_bytes, write_image
 
 
@@ -61,10 +61,7 @@ def run(args: argparse.Namespace) -> int:
     image_folders = {f"the image folder of -i {path}": path.parent for path in args.image}
     refuse_outputs_over_inputs({"-o": args.out, "--save-maps": args.save_maps}, {**models, **images})
     refuse_outputs_over_inputs({"--save-maps": args.save_maps}, image_folders)  # e.g. maps into imagesTs
-    if args.out.is_dir():
-        raise DataError(f"{args.out}: is a folder; give -o a PNG file name")
-    if args.out.exists() and not args.overwrite:
-        raise DataError(f"{args.out}: exists; choose another -o or pass --overwrite")
+    refuse_existing_file(args.out, args.overwrite, "-o")
     for path in args.image:
         if not path.is_file():
             raise DataError(f"{path}: no such image; give the CT with -i")
@@ -73,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if len(set(labels)) < len(labels):
         labels = [f"{label} ({i + 1})" for i, label in enumerate(labels)]
     if args.save_maps is not None:
-        prepare_output_dir(args.save_maps, args.overwrite)
+        prepare_output_dir(args.save_maps, args.overwrite, "--save-maps")
 
     from nnunet_airway.trainers.attention import attention_on_image, load_predictor  # torch + nnU-Net
 

@@ -3,7 +3,8 @@
 Overrides the fewest nnUNetTrainer methods: the network (FRADUNet from the plans), the loss (Dice + focal
 + weighted attention distillation), the training step (which asks the network for its decoder features and
 hands them to the loss, and returns the loss components), the deep-supervision scales of a five-scale
-network, and the end of an epoch (which also writes ``progress.json``, see trainers/progress.py). Data pipeline, optimiser, schedule, torch.compile,
+network, the optimiser for the "paper-adam" setting only, and the end of an epoch (which also writes
+``progress.json``, see trainers/progress.py). Data pipeline, optimiser and schedule otherwise, torch.compile,
 checkpoints, validation and prediction are nnU-Net's; nnU-Net's own
 set_deep_supervision_enabled works because FRADUNet keeps the flag on ``decoder.deep_supervision``.
 """
@@ -23,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
 from nnunet_airway.trainers.compat import require_nnunetv2
+from nnunet_airway.trainers.declarations import PAPER_ADAM
 from nnunet_airway.trainers.loss_components import LossComponentsRecord
 from nnunet_airway.trainers.network import N_SCALES, build_fradunet
 from nnunet_airway.trainers.progress import epochs_from_log, write_progress
@@ -34,12 +36,12 @@ require_nnunetv2()  # nnunetv2 < 2.8 imports fine but cannot find these trainers
 # "densely near airways"; we keep a third of them random so the network also sees bowel gas and air outside
 # the body, which the paper removed by lung masking and nnU-Net does not.
 FOREGROUND_OVERSAMPLING = 0.67
-PAPER_ADAM, PAPER_ADAM_LR, PAPER_ADAM_BETAS = "paper-adam", 2e-4, (0.5, 0.999)
+PAPER_ADAM_LR, PAPER_ADAM_BETAS = 2e-4, (0.5, 0.999)  # the paper's Adam (also the budget trainers' betas)
 DEFAULT_DEVICE = torch.device("cuda")  # nnUNetTrainer's default; nnUNetv2_train passes the -device choice
 
 
 def unwrapped(network: nn.Module) -> nn.Module:
-    """The FRADUNet inside DDP and/or torch.compile wrappers (where its attributes and state live)."""
+    """The FRADUNet inside DDP and/or torch.compile wrappers (where its attributes and parameters live)."""
     while isinstance(network, DistributedDataParallel | OptimizedModule):
         network = network.module if isinstance(network, DistributedDataParallel) else network._orig_mod
     return network
@@ -131,7 +133,7 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
             target = target.to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
-            if self.distillation_weight > 0:
+            if self.loss.uses_decoder_features:
                 output, decoder_features = self.network(data, return_decoder_features=True)
             else:
                 output, decoder_features = self.network(data), None

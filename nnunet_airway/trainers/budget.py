@@ -19,7 +19,7 @@ resumes with ``--c`` (a resumed time-budget run gets its whole budget again).
 
 from __future__ import annotations
 
-import math
+import argparse
 import os
 import random
 from collections.abc import Callable
@@ -30,7 +30,8 @@ import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_airway.trainers.base import DEFAULT_DEVICE
+from nnunet_airway.argument_types import int_at_least, positive_float
+from nnunet_airway.trainers.base import DEFAULT_DEVICE, PAPER_ADAM_BETAS
 from nnunet_airway.trainers.budget_variables import (
     EPOCHS_VARIABLE,
     ITERATIONS_VARIABLE,
@@ -62,26 +63,23 @@ class TimeBudgetSpent(Exception):
     """Raised at the end of the epoch in which the time budget ran out; ends training normally."""
 
 
-def _number_from_environment(name: str, default: str | None, kind: type, minimum: float, above: bool = False):
-    """The variable as ``kind`` (int or float): finite and >= minimum (> minimum when ``above``); a RuntimeError
-    naming the variable otherwise (a NaN time budget trained forever, a NaN rate gave NaN losses)."""
+def _number_from_environment(name: str, default: str | None, parse: Callable[[str], float | int]):
+    """The variable through ``parse`` (an argument type of nnunet_airway.argument_types), None when unset and
+    without default; a RuntimeError naming the variable otherwise (a NaN time budget trained forever)."""
     text = os.environ.get(name, default)
     if text is None:
         return None
     try:
-        value = kind(text)
-    except ValueError:
-        raise RuntimeError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number") from None
-    if not math.isfinite(value) or (value <= minimum if above else value < minimum):
-        raise RuntimeError(f"{name}={text!r}: give a finite number {'>' if above else '>='} {minimum:g}")
-    return value
+        return parse(text)
+    except argparse.ArgumentTypeError as exc:
+        raise RuntimeError(f"{name}={text!r}: {exc}") from None
 
 
 def budget_from_environment() -> tuple[float | None, int | None]:
     """(time budget in s, epochs): exactly one is set, finite and positive; a RuntimeError says what to export
     otherwise."""
-    time_budget = _number_from_environment(TIME_BUDGET_VARIABLE, None, float, 0.0, above=True)
-    epochs = _number_from_environment(EPOCHS_VARIABLE, None, int, 1)
+    time_budget = _number_from_environment(TIME_BUDGET_VARIABLE, None, positive_float("s"))
+    epochs = _number_from_environment(EPOCHS_VARIABLE, None, int_at_least(1))
     if (time_budget is None) == (epochs is None):
         raise RuntimeError(f"the *_Budget trainers need exactly one of {TIME_BUDGET_VARIABLE} (seconds) or "
                            f"{EPOCHS_VARIABLE} (epochs) in the environment, e.g. export {EPOCHS_VARIABLE}=50")
@@ -109,18 +107,18 @@ class TrainingBudgetMixin(OptionalValidationMixin):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.time_budget_s, epochs = budget_from_environment()
         self.num_epochs = epochs if epochs is not None else 100_000  # the time budget ends training first
-        self.num_iterations_per_epoch = _number_from_environment(ITERATIONS_VARIABLE, "20", int, 1)
+        self.num_iterations_per_epoch = _number_from_environment(ITERATIONS_VARIABLE, "20", int_at_least(1))
         self.num_val_iterations_per_epoch = max(1, self.num_iterations_per_epoch // 5)
         self.save_every = 1
-        self.initial_lr = _number_from_environment(LR_VARIABLE, "1e-3", float, 0.0, above=True)
-        seed = _number_from_environment(SEED_VARIABLE, "0", int, 0)
+        self.initial_lr = _number_from_environment(LR_VARIABLE, "1e-3", positive_float())
+        seed = _number_from_environment(SEED_VARIABLE, "0", int_at_least(0))
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
         self._started: float | None = None
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, betas=(0.5, 0.999))
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, betas=PAPER_ADAM_BETAS)
         if self.time_budget_s is not None:
             return optimizer, TimeBudgetPolyLR(optimizer, self.initial_lr, self._spent_fraction)
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)

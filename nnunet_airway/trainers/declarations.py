@@ -17,7 +17,8 @@ TABLE2 = "table2"  # a row of the paper's Table 2: stepped through by the tests,
 EXTRA = "extra"  # another setting of the full model: stepped through by the tests, no budget twin
 AD_VARIANT = "ad-variant"  # an ablation of the distillation term: budget twin, a benchmark row on request
 GROUPS = (TABLE2, EXTRA, AD_VARIANT)
-OPTIMISERS = ("nnunet", "paper-adam")  # nnU-Net's SGD + poly schedule, or the paper's Adam at a constant 2e-4
+PAPER_ADAM = "paper-adam"  # the paper's Adam at a constant 2e-4 (trainers/base.py)
+OPTIMISERS = ("nnunet", PAPER_ADAM)  # nnU-Net's SGD + poly schedule, or the paper's Adam
 BUDGET_SUFFIX = "_Budget"
 
 

@@ -183,3 +183,15 @@ def test_a_vector_prediction_is_a_one_line_error_naming_the_file(tmp_path: Path,
     sitk.WriteImage(vector, str(pred_dir / "a.nii.gz"))
     code, _, err = _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir), "-o", str(tmp_path / "s.json"))
     assert code == 1 and "a.nii.gz: a 3-D image" in err and "2 components per voxel" in err and "zip()" not in err
+
+
+def test_the_partial_summary_never_takes_a_users_file(tmp_path: Path, y_tree, capsys) -> None:
+    y, geometry = y_tree
+    pred_dir, ref_dir = _folders(tmp_path, y, {"a": y}, geometry)
+    code, _, err = _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir), "-o", str(tmp_path / "r.json"),
+                             "--csv", str(tmp_path / "r.partial.json"))
+    assert code == 1 and "given to both --csv and the partial summary of -o" in err
+    (tmp_path / "r.partial.json").write_text("the user's notes")
+    code, _, err = _evaluate(capsys, "-p", str(pred_dir), "-r", str(ref_dir), "-o", str(tmp_path / "r.json"))
+    assert code == 1 and "r.partial.json: exists" in err
+    assert (tmp_path / "r.partial.json").read_text() == "the user's notes"
