@@ -25,8 +25,21 @@ def _first_stages(arch_kwargs: dict, key: str) -> list:
     return list(arch_kwargs[key])[:N_SCALES]
 
 
+# the network classes of nnU-Net plans whose layout FRADUNet reproduces (features, kernels, strides)
+SUPPORTED_NETWORK_CLASSES = ("dynamic_network_architectures.architectures.unet.PlainConvUNet",)
+
+
 def check_plans_for_fradunet(configuration_manager: ConfigurationManager, num_output_channels: int) -> None:
     """Raise ValueError, saying what to change, when the plans cannot give the paper's five-scale 3-D U-Net."""
+    network_class = configuration_manager.configuration.get("architecture", {}).get("network_class_name")
+    if network_class is not None and network_class not in SUPPORTED_NETWORK_CLASSES:
+        raise ValueError(
+            f"these plans describe a {network_class.split('.')[-1]} ({network_class}), but the airway trainers "
+            f"build their FR/AD U-Net from {', '.join(c.split('.')[-1] for c in SUPPORTED_NETWORK_CLASSES)} plans "
+            "only and would otherwise train a different network than the plans say (residual-encoder plans, "
+            "nnUNetResEncUNet*Plans, are not supported yet); train with the default plans (-p nnUNetPlans, from "
+            "nnUNetv2_plan_and_preprocess without -pl) or use nnU-Net's own trainer for these plans"
+        )
     patch = list(configuration_manager.patch_size)
     arch = configuration_manager.network_arch_init_kwargs
     strides = list(arch.get("strides", []))

@@ -54,3 +54,15 @@ def test_deeper_plans_are_cut_to_their_first_five_stages() -> None:
     assert [p.shape for p in network.parameters()] == [p.shape for p in five.parameters()]
     with torch.no_grad():
         assert network(torch.zeros(1, 1, 16, 32, 32)).shape == (1, 2, 16, 32, 32)
+
+
+def test_plans_of_another_network_class_are_refused_not_built_as_a_plain_unet() -> None:
+    """nnUNetResEncUNetMPlans trained a plain five-scale U-Net without a word."""
+    plans = configuration([48, 64, 64], FIVE_STAGES)
+    plans.configuration["architecture"]["network_class_name"] = \
+        "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+    with pytest.raises(ValueError, match=r"ResidualEncoderUNet .* from PlainConvUNet plans only .*-p nnUNetPlans"):
+        check_plans_for_fradunet(plans, 2)
+    with pytest.raises(ValueError, match="ResidualEncoderUNet"):
+        build_fradunet(plans, 1, 2, recalibration="fr", deep_supervision=False)
+    check_plans_for_fradunet(configuration([48, 64, 64], FIVE_STAGES), 2)  # the plain U-Net's plans pass
