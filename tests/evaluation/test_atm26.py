@@ -1,5 +1,10 @@
-"""The ATM'26 Track-1 metrics on hand-built arrays with exact answers, and against the organisers' own code
-(an unmodified copy in ../shared/reference/atm26_track1, run here as an oracle, never part of the project)."""
+"""The ATM'26 Track-1 metrics on hand-built arrays with exact answers, and against the organisers' own code.
+
+ORGANISERS' numbers were produced by running the organisers' metric code (Airway-Tree-Modeling-26,
+``evaluation/T1_evaluation/metrics.py`` at commit 3d0ef777, MIT; an unmodified copy in the project's
+``shared/reference/atm26_track1``) on the cases of :func:`prediction_for` exactly as their evaluate.py calls it
+(BD and TLD on ``keep_largest_component``, the rest on the raw prediction), rounded to 6 digits. Where that copy
+lies beside the checkout (the project's CI), it is also run live on the same cases."""
 
 from __future__ import annotations
 
@@ -13,11 +18,19 @@ from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.atm26 import atm26_scores, branches_detected, check_skeleton_and_parsing
 
 ORACLE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "atm26_track1" / "metrics.py"
+ORGANISERS = {
+    "whole": {"DSC": 1.0, "clDice": 1.0, "TLD": 1.0, "BD": 1.0, "Betti0Error": 0, "branch_total": 2, "branch_detected": 2},
+    "cut": {"DSC": 0.882682, "clDice": 0.882682, "TLD": 0.79, "BD": 0.5, "Betti0Error": 0, "branch_total": 2, "branch_detected": 1},
+    "fragment": {"DSC": 0.99889, "clDice": 0.990099, "TLD": 1.0, "BD": 1.0, "Betti0Error": 2, "branch_total": 2, "branch_detected": 2},
+    "diagonal": {"DSC": 0.59, "clDice": 0.59, "TLD": 0.59, "BD": 0.5, "Betti0Error": 0, "branch_total": 2, "branch_detected": 1},
+    "thick": {"DSC": 0.529412, "clDice": 1.0, "TLD": 1.0, "BD": 1.0, "Betti0Error": 0, "branch_total": 2, "branch_detected": 2},
+}
 
 
 @pytest.fixture(scope="module")
 def oracle():
-    assert ORACLE.is_file(), f"the organisers' metric code is expected at {ORACLE} (shared/ beside the checkout)"
+    if not ORACLE.is_file():
+        return None
     spec = importlib.util.spec_from_file_location("atm26_reference_metrics", ORACLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -96,8 +109,8 @@ def _oracle_scores(oracle, prediction, label, skeleton, parsing) -> dict[str, fl
             "Betti0Error": oracle.betti0_error(prediction), "branch_total": total, "branch_detected": detected}
 
 
-@pytest.mark.parametrize("case", ["whole", "cut", "fragment", "diagonal", "thick"])
-def test_the_same_numbers_as_the_organisers_code(oracle, case: str) -> None:
+def prediction_for(case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(prediction, label, skeleton, parsing) of one of the ORGANISERS cases on the straight tree."""
     label, skeleton, parsing = straight_tree()
     prediction = label.copy()
     if case == "cut":
@@ -110,7 +123,14 @@ def test_the_same_numbers_as_the_organisers_code(oracle, case: str) -> None:
         prediction[60:101, 6:9, 6:9] = 1
     elif case == "thick":
         prediction[1:101, 2:7, 2:7] = 1
-    ours = atm26_scores(prediction, label, skeleton, parsing)
-    theirs = _oracle_scores(oracle, prediction, label, skeleton, parsing)
-    for name, value in theirs.items():
-        assert getattr(ours, name) == pytest.approx(value, abs=1e-4), name
+    return prediction, label, skeleton, parsing
+
+
+@pytest.mark.parametrize("case", list(ORGANISERS))
+def test_the_same_numbers_as_the_organisers_code(oracle, case: str) -> None:
+    volumes = prediction_for(case)
+    ours = atm26_scores(*volumes)
+    expected = [ORGANISERS[case]] + ([_oracle_scores(oracle, *volumes)] if oracle is not None else [])
+    for theirs in expected:
+        for name, value in theirs.items():
+            assert getattr(ours, name) == pytest.approx(value, abs=1e-4), name
