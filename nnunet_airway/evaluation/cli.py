@@ -92,15 +92,17 @@ def run(args: argparse.Namespace) -> int:
         prepare_output_dir(args.render, args.overwrite, "--render")
     if args.mesh is not None:
         prepare_output_dir(args.mesh, args.overwrite, "--mesh")
-    scored = []
+    scored = []  # the case count of each partial summary written after a case
 
-    def save_partial(summary: dict) -> None:
-        scored.append(len(summary["cases"]))
+    def write_partial(summary: dict) -> None:
         write_json(partial, {**summary, "incomplete": f"{len(summary['cases'])} case(s) scored so far; the run has "
                                                       f"not finished (or stopped early); {out} is written at the end"})
 
-    save_partial(summarise({}, args.protocol))  # fails now, not after scoring, when the folder cannot be written
-    scored.clear()
+    def save_partial(summary: dict) -> None:
+        scored.append(len(summary["cases"]))
+        write_partial(summary)
+
+    write_partial(summarise({}, args.protocol))  # fails now, not after scoring, when the folder cannot be written
     try:
         summary = evaluate_folder(
             args.pred, args.ref, protocol=args.protocol, connectivity=args.connectivity,
