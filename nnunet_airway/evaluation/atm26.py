@@ -20,16 +20,17 @@ no value by more than 1e-5 of a case with a non-empty label and skeleton.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import cc3d
 import numpy as np
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.evaluation.masks import largest_component
+from nnunet_airway.evaluation.masks import bounding_box, largest_component
 from nnunet_airway.evaluation.reference import lee_skeleton
 
 BRANCH_COVERAGE = 0.8  # share of a branch's skeleton voxels the prediction must cover (the 80 % rule)
+RATIO_KEYS = ("DSC", "clDice", "TLD", "BD")  # fractions here, percentages in the summary JSON
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,23 @@ class Atm26Scores:
     """The five leaderboard metrics of one case (fractions; Betti0Error a count) and BD's counts."""
 
     DSC: float
-    clDice: float
+    clDice: float | None
     TLD: float
     BD: float
     Betti0Error: int
     branch_total: int
     branch_detected: int
+
+    def as_percent_dict(self) -> dict:
+        """The summary JSON's case entry: the ratios in %, clDice None when it was skipped, counts as int."""
+        values = asdict(self)
+        for key in RATIO_KEYS:
+            if values[key] is not None:
+                values[key] = 100.0 * values[key]
+        return values
+
+
+ATM26_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Atm26Scores))
 
 
 def check_skeleton_and_parsing(skeleton: np.ndarray, parsing: np.ndarray, name: str = "parsing") -> None:
@@ -50,17 +62,19 @@ def check_skeleton_and_parsing(skeleton: np.ndarray, parsing: np.ndarray, name: 
     if skeleton.shape != parsing.shape:
         raise DataError(f"{name}: shape {parsing.shape} differs from the skeleton's {skeleton.shape}; give both on "
                         "the label's grid")
-    if parsing.dtype.kind == "f" and not np.array_equal(parsing, np.round(parsing)):
-        raise DataError(f"{name}: branch IDs must be whole numbers")
     on_skeleton = skeleton > 0
-    ids = parsing.astype(np.int64)
-    if np.any(ids[on_skeleton] <= 0):
-        raise DataError(f"{name}: {int(np.count_nonzero(ids[on_skeleton] <= 0))} skeleton voxels carry no branch ID; "
+    values = parsing[on_skeleton]  # only the skeleton's voxels are copied: a whole-volume int64 would cost 8 B/voxel
+    if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+        raise DataError(f"{name}: branch IDs must be whole numbers")
+    ids = values.astype(np.int64)
+    if np.any(ids <= 0):
+        raise DataError(f"{name}: {int(np.count_nonzero(ids <= 0))} skeleton voxels carry no branch ID; "
                         "every skeleton voxel needs one (1..N)")
-    if np.any(ids[~on_skeleton] != 0):
-        raise DataError(f"{name}: {int(np.count_nonzero(ids[~on_skeleton]))} voxels outside the skeleton carry a "
-                        "branch ID; branch IDs belong on the skeleton only")
-    used = np.unique(ids[on_skeleton])
+    outside = int(np.count_nonzero(parsing)) - int(np.count_nonzero(values))
+    if outside:
+        raise DataError(f"{name}: {outside} voxels outside the skeleton carry a branch ID; branch IDs belong on "
+                        "the skeleton only")
+    used = np.unique(ids)
     if used.size and not np.array_equal(used, np.arange(1, used.size + 1)):
         missing = sorted(set(range(1, int(used.max()) + 1)) - set(used.tolist()))[:5]
         raise DataError(f"{name}: branch IDs must run from 1 without gaps; missing e.g. {missing}")
@@ -83,9 +97,22 @@ def _share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def atm26_scores(prediction: np.ndarray, label: np.ndarray, skeleton: np.ndarray, parsing: np.ndarray) -> Atm26Scores:
+def _cl_dice(predicted: np.ndarray, reference: np.ndarray, sensitivity: float) -> float:
+    """clDice from the topology sensitivity and the Lee skeleton of the raw prediction (in its bounding box)."""
+    if not predicted.any():
+        return 0.0
+    box = bounding_box(predicted, margin=1)
+    predicted_skeleton = lee_skeleton(predicted[box]) > 0
+    precision = _share(int(np.count_nonzero(reference[box] & predicted_skeleton)),
+                       int(np.count_nonzero(predicted_skeleton)))
+    return float(2 * precision * sensitivity / (precision + sensitivity)) if precision + sensitivity else 0.0
+
+
+def atm26_scores(prediction: np.ndarray, label: np.ndarray, skeleton: np.ndarray, parsing: np.ndarray,
+                 cl_dice: bool = True) -> Atm26Scores:
     """The ATM'26 metrics of one case: binary prediction and label (nonzero = airway), the reference skeleton
-    and its parsing, all (Z, Y, X) on one grid. The parsing is checked first (DataError)."""
+    and its parsing, all (Z, Y, X) on one grid. The parsing is checked first (DataError). ``cl_dice=False``
+    skips the prediction's skeleton (clDice None)."""
     check_skeleton_and_parsing(skeleton, parsing)
     for name, volume in (("label", label), ("skeleton", skeleton)):
         if volume.shape != prediction.shape:
@@ -94,15 +121,13 @@ def atm26_scores(prediction: np.ndarray, label: np.ndarray, skeleton: np.ndarray
     largest = largest_component(predicted, 26)
     n_centreline = int(np.count_nonzero(centreline))
     sensitivity = _share(int(np.count_nonzero(predicted & centreline)), n_centreline)
-    predicted_skeleton = lee_skeleton(predicted) > 0 if predicted.any() else predicted
-    precision = _share(int(np.count_nonzero(reference & predicted_skeleton)), int(np.count_nonzero(predicted_skeleton)))
-    cl_dice = 2 * precision * sensitivity / (precision + sensitivity) if precision + sensitivity else 0.0
+    topology = _cl_dice(predicted, reference, sensitivity) if cl_dice else None
     total, detected = branches_detected(largest, skeleton, parsing)
     components = int(cc3d.connected_components(predicted.astype(np.uint8), connectivity=26, return_N=True)[1])
     return Atm26Scores(
         DSC=_share(2 * int(np.count_nonzero(predicted & reference)),
                    int(np.count_nonzero(predicted)) + int(np.count_nonzero(reference))),
-        clDice=float(cl_dice),
+        clDice=topology,
         TLD=_share(int(np.count_nonzero(largest & centreline)), n_centreline),
         BD=_share(detected, total),
         Betti0Error=abs(components - 1),

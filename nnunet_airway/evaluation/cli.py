@@ -10,7 +10,7 @@ from nnunet_airway.argument_types import finite_float, int_at_least
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.masks import CONNECTIVITIES
 from nnunet_airway.evaluation.metrics import PROTOCOLS
-from nnunet_airway.evaluation.report import TABLES, cases_csv, format_table, summarise
+from nnunet_airway.evaluation.report import PROTOCOL_TABLES, TABLES, cases_csv, format_table, summarise
 from nnunet_airway.evaluation.runner import evaluate_folder
 from nnunet_airway.image_io import prepare_output_dir
 from nnunet_airway.output_paths import partial_path, refuse_existing_file, refuse_outputs_over_inputs
@@ -32,12 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cases evaluated in parallel processes (default 1)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="paper",
                         help="paper: trachea excluded from BD, TD, TPR, FPR (Qin et al. 2020, default); "
-                             "atm22: nothing excluded (ATM'22 challenge)")
-    parser.add_argument("--table", choices=TABLES, default="paper",
-                        help="console layout: paper (BD, TD, TPR, FPR, DSC; default), atm22, aiib23 or exact09 "
-                             "(the JSON and --csv always hold every metric; definitions in docs/metrics.md)")
-    parser.add_argument("--connectivity", type=int, choices=(6, 26), default=6,
-                        help="connectivity of the largest-component step (default 6, as ATM'22)")
+                             "atm22: nothing excluded (ATM'22 challenge); atm26: the ATM'26 Track-1 metrics (DSC, "
+                             "clDice, TLD, BD, Betti-0 error)")
+    parser.add_argument("--table", choices=TABLES, default=None,
+                        help="console layout: paper (BD, TD, TPR, FPR, DSC; default), atm22, aiib23 or exact09; "
+                             "atm26 (the default and only layout of --protocol atm26). The JSON and --csv always "
+                             "hold every metric of the protocol; definitions in docs/metrics.md")
+    parser.add_argument("--connectivity", type=int, choices=(6, 26), default=None,
+                        help="connectivity of the largest-component step (default 6, as ATM'22; atm26: 26 only)")
+    parser.add_argument("--parsing", type=Path, default=None, metavar="DIR",
+                        help="--protocol atm26: folder of the references' CASE_skeleton.nii.gz and "
+                             "CASE_parsing.nii.gz (the challenge's, or nnunet-airway parse's); default: parse "
+                             "each reference here")
     parser.add_argument("--render", type=Path, default=None, metavar="DIR",
                         help="write one PNG per case: tree projection and BD per generation")
     parser.add_argument("--mesh", type=Path, default=None, metavar="DIR",
@@ -60,12 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def check_outputs(pred: Path, ref: Path, truth: Path | None, outputs: dict[str, Path | None]) -> None:
+def check_outputs(pred: Path, ref: Path, truth: Path | None, outputs: dict[str, Path | None],
+                  parsing: Path | None = None) -> None:
     """Refuse outputs that would overwrite an input or each other (``outputs``: flag -> path or None). The
     prediction folder may take the summary and pictures (nnU-Net's own summary lives there), not images."""
     if pred.resolve() == ref.resolve():
         raise DataError(f"{pred}: -p and -r are the same folder; give the predictions and the reference labels")
-    refuse_outputs_over_inputs(outputs, {"the reference folder -r": ref, "the truth folder --truth": truth})
+    refuse_outputs_over_inputs(outputs, {"the reference folder -r": ref, "the truth folder --truth": truth,
+                                         "the parsing folder --parsing": parsing})
     for flag, path in outputs.items():
         if path is None:
             continue
@@ -77,14 +85,22 @@ def check_outputs(pred: Path, ref: Path, truth: Path | None, outputs: dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.connectivity not in CONNECTIVITIES:
+    if args.connectivity is not None and args.connectivity not in CONNECTIVITIES:
         raise DataError(f"--connectivity {args.connectivity}: choose one of {CONNECTIVITIES}")
+    table = args.table or ("atm26" if args.protocol == "atm26" else "paper")
+    if table not in PROTOCOL_TABLES[args.protocol]:
+        raise DataError(f"--table {table} shows metrics --protocol {args.protocol} does not compute; choose "
+                        f"{' or '.join(PROTOCOL_TABLES[args.protocol])}")
+    if args.protocol == "atm26" and args.connectivity not in (None, 26):
+        raise DataError("--connectivity 6: protocol atm26 takes the prediction's largest 26-connected component, "
+                        "as the challenge does; leave --connectivity out")
     out = args.out if args.out is not None else args.pred / DEFAULT_SUMMARY_NAME
     # while scoring, the summary so far goes to a file of its own: -o and --csv are written once, complete, at
     # the end (an earlier result they replace stays whole if this run fails)
     partial = partial_path(out)
     check_outputs(args.pred, args.ref, args.truth, {"-o": out, "--csv": args.csv, "--render": args.render,
-                                                    "--mesh": args.mesh, "the partial summary of -o": partial})
+                                                    "--mesh": args.mesh, "the partial summary of -o": partial},
+                  args.parsing)
     refuse_existing_file(out, args.overwrite, "-o")
     refuse_existing_file(args.csv, args.overwrite, "--csv")
     refuse_existing_file(partial, args.overwrite, "-o (its partial summary)")
@@ -109,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             num_processes=args.num_processes, allow_missing=args.allow_missing, render_dir=args.render,
             progress=not args.no_progress, cl_dice=not args.no_cldice, threshold=args.threshold,
             binarize=args.binarize, on_case=save_partial, mesh_dir=args.mesh, truth_dir=args.truth,
+            parsing_dir=args.parsing,
         )
     except BaseException:
         if not scored:  # nothing worth keeping
@@ -120,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if args.csv is not None:
         write_bytes(args.csv, cases_csv(summary).encode())
     partial.unlink(missing_ok=True)
-    print(format_table(summary, method=args.pred.resolve().name, table=args.table))
+    print(format_table(summary, method=args.pred.resolve().name, table=table))
     print(f"wrote {out}" + (f" and {args.csv}" if args.csv else "") + (f"; pictures in {args.render}"
                                                                         if args.render else "")
           + (f"; meshes in {args.mesh}" if args.mesh else ""))

@@ -20,8 +20,9 @@ from nnunet_airway.evaluation.reference import ParsedReference, lee_skeleton
 from nnunet_airway.evaluation.skeleton_graph import nonzero_coords
 from nnunet_airway.evaluation.topology import betti_numbers
 
-Protocol = Literal["paper", "atm22"]
+Protocol = Literal["paper", "atm22", "atm26"]
 PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
+TREE_PROTOCOLS: tuple[Protocol, ...] = ("paper", "atm22")  # scored here; atm26 by evaluation.atm26.atm26_scores
 DETECTION_THRESHOLD = 0.8  # a branch is detected when this share of its centreline voxels is predicted
 LEAKAGE_CONNECTIVITY = 26  # false-positive voxels touching at a corner are one leak (EXACT'09 leakage count)
 
@@ -123,9 +124,12 @@ def score_case(
 
     The topology keys see the prediction as given; every other key its largest ``connectivity``-connected
     component. ``cl_dice=False`` skips the prediction's skeleton (timings in docs/benchmarks.md); clDice is
-    then None.
+    then None. ``protocol``: one of :data:`TREE_PROTOCOLS` (ValueError for atm26, which atm26_scores scores).
     """
     protocol = check_protocol(protocol)
+    if protocol not in TREE_PROTOCOLS:
+        raise ValueError(f"score_case scores the protocols {TREE_PROTOCOLS}; {protocol} is scored by "
+                         f"nnunet_airway.evaluation.atm26.atm26_scores")
     volume_shape = tuple(int(n) for n in prediction.shape)
     betti_pred = betti_numbers(prediction)
     pred_mask, pred_box = largest_component_in_box(prediction, connectivity, margin=1)

@@ -9,13 +9,14 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from nnunet_airway.evaluation.atm26 import ATM26_KEYS, BRANCH_COVERAGE
 from nnunet_airway.evaluation.metrics import DETECTION_THRESHOLD, LEAKAGE_CONNECTIVITY, SCALAR_KEYS, Protocol
 from nnunet_airway.evaluation.tree import MIN_PIECE_VOXELS
 
 # per-generation BD dicts of a case: from the reference's root; absolute (trachea = 0), with phantom truth
 GENERATION_KEYS: tuple[str, ...] = ("BD_by_generation", "BD_by_absolute_generation")
 
-Table = Literal["paper", "atm22", "aiib23", "exact09"]
+Table = Literal["paper", "atm22", "aiib23", "exact09", "atm26"]
 TABLES: tuple[Table, ...] = get_args(Table)
 # the console layouts: (key, column title); the JSON and the CSV always hold every key
 TABLE_COLUMNS: dict[Table, tuple[tuple[str, str], ...]] = {
@@ -26,12 +27,18 @@ TABLE_COLUMNS: dict[Table, tuple[tuple[str, str], ...]] = {
     "exact09": (("branch_count", "Branch count"), ("tree_length_cm", "Tree length cm"),
                 ("leakage_count", "Leakage count"), ("leakage_volume_mm3", "Leakage mm3"),
                 ("FPR_exact09", "FPR")),
+    "atm26": (("DSC", "DSC"), ("clDice", "clDice"), ("TLD", "TLD"), ("BD", "BD"), ("Betti0Error", "Betti-0 error")),
 }
+# the tables each protocol's summary can fill (the atm26 summary holds the ATM'26 keys only)
+PROTOCOL_TABLES: dict[str, tuple[Table, ...]] = {"paper": ("paper", "atm22", "aiib23", "exact09"),
+                                                 "atm22": ("paper", "atm22", "aiib23", "exact09"),
+                                                 "atm26": ("atm26",)}
 TABLE_TITLES: dict[Table, str] = {
     "paper": "Results (%)",
     "atm22": "Results (%), ATM'22 leaderboard metrics",
     "aiib23": "Results (%), AIIB23 metrics",
     "exact09": "Results, EXACT'09 metrics (lengths cm, volumes mm3, FPR %)",
+    "atm26": "Results (%), ATM'26 Track-1 leaderboard metrics (Betti-0 error a count)",
 }
 THREE_DIGITS = ("FPR",)
 
@@ -114,11 +121,43 @@ PROTOCOL_DEFINITIONS = {
     "paper": "Qin et al. 2020: the trachea branch is excluded from BD, TD and TD_mm, its zone from TPR, FPR and "
              "precision (also from FPR's background); DSC and clDice include it.",
     "atm22": "ATM'22 evaluation: nothing is excluded; the trachea counts as a branch of generation 0.",
+    "atm26": "ATM'26 Track 1: DSC, clDice and Betti-0 error on the raw prediction, TLD and BD on its largest "
+             "26-connected component, against the given (or computed) reference skeleton and parsing; the "
+             "leaderboard ranks by the mean of the rank positions on the five (nnunet-airway rank).",
+}
+
+
+ATM26_DEFINITIONS: dict[str, str] = {
+    "units": "DSC, clDice, TLD and BD are percentages; Betti0Error, branch_total and branch_detected are counts; "
+             "null means skipped (clDice with --no-cldice). std is the population standard deviation over cases.",
+    "sources": "ATM'26 Track 1 (MICCAI 2026), the organisers' evaluation code: EndoluminalSurgicalVision-IMR/"
+               "Airway-Tree-Modeling-26, evaluation/T1_evaluation/metrics.py and evaluate.py (MIT); clDice: Shit et "
+               "al., CVPR 2021. Details: docs/metrics.md.",
+    "skeleton": "the reference skeleton and branch parsing as given (--parsing: CASE_skeleton.nii.gz, "
+                "CASE_parsing.nii.gz) or, without them, our tree parse of the reference's largest 26-connected "
+                "component (nnunet-airway parse writes the same volumes).",
+    "DSC": "2 |P and L| / (|P| + |L|) on the raw binary prediction P and the label L.",
+    "clDice": "harmonic mean of topology precision (the raw prediction's Lee skeleton inside the label) and topology "
+              "sensitivity (the given reference skeleton inside the raw prediction).",
+    "TLD": "tree length detected: reference skeleton voxels inside the prediction's largest 26-connected component "
+           "/ all reference skeleton voxels.",
+    "BD": f"branches detected: branches of the parsing with >= {BRANCH_COVERAGE:.0%} of their skeleton voxels inside "
+          f"the prediction's largest 26-connected component / all branches of the parsing.",
+    "Betti0Error": "| 26-connected components of the raw prediction - 1 |.",
+    "branch_total": "branches of the parsing; branch_detected: how many BD counts as detected.",
+    "n": "number of cases each mean and std is over: cases where the value is defined (not null).",
 }
 
 
 def definitions(protocol: Protocol) -> dict[str, str]:
+    if protocol == "atm26":
+        return {"protocol": PROTOCOL_DEFINITIONS[protocol], **ATM26_DEFINITIONS}
     return {"protocol": PROTOCOL_DEFINITIONS[protocol], **DEFINITIONS}
+
+
+def scalar_keys(protocol: Protocol) -> tuple[str, ...]:
+    """The per-case scalar keys of a protocol's summary."""
+    return ATM26_KEYS if protocol == "atm26" else SCALAR_KEYS
 
 
 def _mean_std(values: list) -> tuple[float | None, float | None, int]:
@@ -135,9 +174,9 @@ def summarise(cases: dict[str, dict], protocol: Protocol) -> dict:
     mean: dict = {}
     std: dict = {}
     n: dict = {}
-    for name in SCALAR_KEYS:
+    for name in scalar_keys(protocol):
         mean[name], std[name], n[name] = _mean_std([c.get(name) for c in cases.values()])
-    for key in GENERATION_KEYS:
+    for key in GENERATION_KEYS if protocol != "atm26" else ():
         if key != "BD_by_generation" and not any(key in c for c in cases.values()):
             continue
         generations = sorted({g for c in cases.values() for g in (c.get(key) or {})}, key=int)
@@ -168,6 +207,10 @@ def format_table(summary: dict, method: str, table: Table = "paper") -> str:
     """Mean +- std per column in the layout ``table`` ("paper": BD, TD, TPR, FPR, DSC as Table 1 of Qin et
     al. 2020; "atm22", "aiib23", "exact09": those challenges' metrics)."""
     columns = TABLE_COLUMNS[check_table(table)]
+    protocol = summary["protocol"]
+    if table not in PROTOCOL_TABLES.get(protocol, TABLES):
+        raise ValueError(f"table {table} needs the metrics of another protocol than {protocol}; with protocol "
+                         f"{protocol} choose one of {PROTOCOL_TABLES[protocol]}")
     pm = _plus_minus()
     cells = []
     for name, _ in columns:
@@ -193,15 +236,16 @@ def format_table(summary: dict, method: str, table: Table = "paper") -> str:
 def cases_csv(summary: dict) -> str:
     """One row per case: every key of CaseMetrics and BD per generation (columns BD_gen<g>; with phantom truth
     also BD_absgen<g>, absolute generations)."""
-    generations = list(summary["mean"]["BD_by_generation"])
+    generations = list(summary["mean"].get("BD_by_generation") or {})
     absolute = list(summary["mean"].get("BD_by_absolute_generation") or {})
-    header = ["case", *SCALAR_KEYS, *(f"BD_gen{g}" for g in generations), *(f"BD_absgen{g}" for g in absolute)]
+    keys = scalar_keys(summary["protocol"])
+    header = ["case", *keys, *(f"BD_gen{g}" for g in generations), *(f"BD_absgen{g}" for g in absolute)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for case, m in summary["cases"].items():
-        row = [case, *(m.get(k) for k in SCALAR_KEYS),
-               *(m["BD_by_generation"].get(g) for g in generations),
+        row = [case, *(m.get(k) for k in keys),
+               *((m.get("BD_by_generation") or {}).get(g) for g in generations),
                *((m.get("BD_by_absolute_generation") or {}).get(g) for g in absolute)]
         writer.writerow(["" if v is None else v for v in row])
     return out.getvalue()

@@ -14,8 +14,11 @@ import numpy as np
 from tqdm import tqdm
 
 from nnunet_airway.errors import DataError
+from nnunet_airway.evaluation.atm26 import atm26_scores, check_skeleton_and_parsing
 from nnunet_airway.evaluation.binarize import airway_mask
 from nnunet_airway.evaluation.metrics import CaseScore, Protocol, check_protocol, score_case
+from nnunet_airway.evaluation.parsing import PARSE_CONNECTIVITY as ATM26_CONNECTIVITY
+from nnunet_airway.evaluation.parsing import PARSING_SUFFIX, SKELETON_SUFFIX, parse_label, parsing_file_names
 from nnunet_airway.evaluation.reference import parse_reference
 from nnunet_airway.evaluation.report import summarise
 from nnunet_airway.image_io import check_same_grid, read_image
@@ -35,13 +38,20 @@ def _load(item: ArrayOrPath) -> tuple[np.ndarray, object | None, str]:
     return array, geometry, str(item)
 
 
-def score_files_or_arrays(
-    prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
-    protocol: Protocol = "paper", connectivity: int = 6, keep_false_positives: bool = False, cl_dice: bool = True,
-    threshold: float | None = None, binarize: bool = False,
-) -> CaseScore:
-    """Like :func:`evaluate_case`, returning the full :class:`CaseScore` (for pictures)."""
-    protocol = check_protocol(protocol)
+class LoadedPair(NamedTuple):
+    """A prediction and its reference as airway masks on one grid, with what was read about them."""
+
+    prediction: np.ndarray  # bool (Z, Y, X)
+    reference: np.ndarray  # bool (Z, Y, X)
+    reference_geometry: object | None  # image_io.Geometry of the reference file (None for an array)
+    reference_name: str
+    spacing_zyx: tuple[float, float, float]
+
+
+def load_pair(prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
+              threshold: float | None = None, binarize: bool = False) -> LoadedPair:
+    """Read and binarise a prediction and its reference; DataError unless they share one grid. ``spacing``
+    (mm, Z, Y, X) only for two arrays (default 1 mm); files carry theirs."""
     pred, pred_geom, pred_name = _load(prediction)
     pred = airway_mask(pred, pred_name, "prediction", threshold, binarize)
     ref, ref_geom, ref_name = _load(reference)
@@ -60,20 +70,69 @@ def score_files_or_arrays(
         spacing_zyx = (1.0, 1.0, 1.0) if spacing is None else tuple(float(s) for s in spacing)
         if len(spacing_zyx) != 3 or any(s <= 0 for s in spacing_zyx):
             raise ValueError(f"spacing must be three positive numbers (Z, Y, X) in mm, got {spacing}")
+    return LoadedPair(pred, ref, ref_geom, ref_name, spacing_zyx)  # type: ignore[arg-type]
+
+
+def score_files_or_arrays(
+    prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
+    protocol: Protocol = "paper", connectivity: int = 6, keep_false_positives: bool = False, cl_dice: bool = True,
+    threshold: float | None = None, binarize: bool = False,
+) -> CaseScore:
+    """Like :func:`evaluate_case` for the tree protocols (paper, atm22), returning the full :class:`CaseScore`
+    (for pictures)."""
+    protocol = check_protocol(protocol)
+    pair = load_pair(prediction, reference, spacing, threshold, binarize)
     try:
-        parsed = parse_reference(ref, spacing_zyx, connectivity)
+        parsed = parse_reference(pair.reference, pair.spacing_zyx, connectivity)
     except ValueError as exc:
-        if ref_geom is None:
+        if pair.reference_geometry is None:
             raise
-        raise DataError(f"{ref_name}: {exc}; remove the case or fix the label") from exc
-    del ref
-    return score_case(parsed, pred, spacing_zyx, protocol, connectivity, keep_false_positives, cl_dice)
+        raise DataError(f"{pair.reference_name}: {exc}; remove the case or fix the label") from exc
+    return score_case(parsed, pair.prediction, pair.spacing_zyx, protocol, connectivity, keep_false_positives,
+                      cl_dice)
+
+
+def _given_volume(item: ArrayOrPath, pair: LoadedPair, role: str) -> tuple[np.ndarray, str]:
+    """A given skeleton or parsing volume, checked to lie on the reference's grid."""
+    volume, geometry, name = _load(item)
+    advice = (f"give the {role} made for {pair.reference_name} (nnunet-airway parse writes both on the label's "
+              f"grid)")
+    if geometry is not None and pair.reference_geometry is not None:
+        check_same_grid(pair.reference_name, pair.reference.shape, pair.reference_geometry, name, volume.shape,
+                        geometry, advice)
+    elif volume.shape != pair.reference.shape:
+        raise DataError(f"{name} has shape {volume.shape} but the reference {pair.reference_name} has "
+                        f"{pair.reference.shape}; {advice}")
+    return volume, name
+
+
+def score_atm26(
+    prediction: ArrayOrPath, reference: ArrayOrPath, skeleton: ArrayOrPath | None = None,
+    parsing: ArrayOrPath | None = None, spacing: tuple[float, float, float] | None = None, cl_dice: bool = True,
+    threshold: float | None = None, binarize: bool = False,
+) -> dict:
+    """The ATM'26 case entry (``Atm26Scores.as_percent_dict()``) of a prediction against its reference, with the
+    reference's skeleton and parsing given (volumes or files on the reference's grid, both or neither) or, when
+    not given, computed by our tree parse (evaluation/parsing.py). DataError for a parsing that breaks the
+    organisers' rules or a volume on another grid, naming the file."""
+    if (skeleton is None) != (parsing is None):
+        raise ValueError("give both the reference skeleton and its parsing, or neither")
+    pair = load_pair(prediction, reference, spacing, threshold, binarize)
+    if skeleton is None or parsing is None:
+        centreline, branch_ids = parse_label(pair.reference, pair.spacing_zyx, pair.reference_name)
+    else:
+        skeleton_values, _ = _given_volume(skeleton, pair, "skeleton")
+        branch_ids, parsing_name = _given_volume(parsing, pair, "parsing")
+        centreline = skeleton_values > 0
+        check_skeleton_and_parsing(centreline, branch_ids, parsing_name)
+    return atm26_scores(pair.prediction, pair.reference, centreline, branch_ids, cl_dice).as_percent_dict()
 
 
 def evaluate_case(
     prediction: ArrayOrPath, reference: ArrayOrPath, spacing: tuple[float, float, float] | None = None,
-    protocol: Protocol = "paper", connectivity: int = 6, cl_dice: bool = True, threshold: float | None = None,
-    binarize: bool = False,
+    protocol: Protocol = "paper", connectivity: int | None = None, cl_dice: bool = True,
+    threshold: float | None = None, binarize: bool = False, skeleton: ArrayOrPath | None = None,
+    parsing: ArrayOrPath | None = None,
 ) -> dict:
     """Airway tree metrics of one case.
 
@@ -81,14 +140,34 @@ def evaluate_case(
     other values are a DataError unless ``threshold`` (prediction airway = value > threshold) or ``binarize``
     (airway = value > 0, both sides).
     spacing: mm per voxel in array axis order (Z, Y, X), for arrays only (default 1 mm); files carry theirs.
-    protocol: "paper" (trachea excluded from BD, TD, TPR, FPR, precision) or "atm22" (nothing excluded).
-    connectivity: 6 or 26 for the largest-component step.
+    protocol: "paper" (trachea excluded from BD, TD, TPR, FPR, precision), "atm22" (nothing excluded) or
+        "atm26" (the ATM'26 Track-1 metrics, evaluation/atm26.py).
+    connectivity: 6 or 26 for the largest-component step (default 6; atm26 takes 26 only).
     cl_dice: False skips the prediction's skeleton (faster); clDice is then None.
-    Returns the case's metrics dict (``CaseMetrics.as_dict()``, keys as in the summary JSON's cases;
-    percentages, None if undefined).
+    skeleton, parsing: atm26 only: the reference's skeleton and branch parsing (arrays or files on its grid);
+        computed from the reference when not given.
+    Returns the case's metrics dict (``CaseMetrics.as_dict()``, or ``Atm26Scores.as_percent_dict()`` for atm26;
+    keys as in the summary JSON's cases; percentages, None if undefined).
     """
+    protocol = check_protocol(protocol)
+    connectivity = protocol_connectivity(protocol, connectivity)
+    if protocol == "atm26":
+        return score_atm26(prediction, reference, skeleton, parsing, spacing, cl_dice, threshold, binarize)
+    if skeleton is not None or parsing is not None:
+        raise ValueError("a given skeleton and parsing are used by protocol atm26 only")
     return score_files_or_arrays(prediction, reference, spacing, protocol, connectivity, cl_dice=cl_dice,
                                  threshold=threshold, binarize=binarize).metrics.as_dict()
+
+
+def protocol_connectivity(protocol: Protocol, connectivity: int | None) -> int:
+    """The largest-component connectivity of a protocol: ``connectivity`` or 6 for paper and atm22; 26 for atm26
+    (ValueError for any other value there)."""
+    if protocol == "atm26":
+        if connectivity not in (None, ATM26_CONNECTIVITY):
+            raise ValueError(f"protocol atm26 takes the largest 26-connected component, as the challenge does; "
+                             f"connectivity {connectivity} is for paper and atm22")
+        return ATM26_CONNECTIVITY
+    return 6 if connectivity is None else connectivity
 
 
 def pair_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
@@ -123,9 +202,14 @@ class CaseTask(NamedTuple):
     mesh_dir: str | None
     truth_path: Path | None = None  # a phantom's sidecar JSON: adds BD_by_absolute_generation
     truth: dict | None = None  # its content, read once in evaluate_folder
+    skeleton_path: Path | None = None  # atm26: the given reference skeleton and parsing
+    parsing_path: Path | None = None
 
 
 def _score_one(task: CaseTask) -> tuple[str, dict]:
+    if task.protocol == "atm26":
+        return task.case, score_atm26(task.pred_path, task.ref_path, task.skeleton_path, task.parsing_path,
+                                      cl_dice=task.cl_dice, threshold=task.threshold, binarize=task.binarize)
     score = score_files_or_arrays(task.pred_path, task.ref_path, None, task.protocol, task.connectivity,
                                   keep_false_positives=task.render_dir is not None or task.mesh_dir is not None,
                                   cl_dice=task.cl_dice, threshold=task.threshold, binarize=task.binarize)
@@ -185,12 +269,28 @@ def check_truth_matches(truth: dict, truth_path: Path, ref_path: Path, ref_shape
                         f"{int(ref_voxels)}; {advice}")
 
 
+def given_parsing_paths(parsing_dir: str | os.PathLike, cases: list[str]) -> dict[str, tuple[Path, Path]]:
+    """case -> (skeleton file, parsing file) in ``parsing_dir``; DataError listing the cases that lack either."""
+    folder = Path(parsing_dir)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; give --parsing the folder of CASE{SKELETON_SUFFIX}{NIFTI_SUFFIX} "
+                        f"and CASE{PARSING_SUFFIX}{NIFTI_SUFFIX} files (nnunet-airway parse writes them)")
+    paths = {case: tuple(folder / name for name in parsing_file_names(case, NIFTI_SUFFIX)) for case in cases}
+    absent = [path.name for pair in paths.values() for path in pair if not path.is_file()]
+    if absent:
+        shown = ", ".join(absent[:10]) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+        raise DataError(f"{folder}: {len(absent)} skeleton or parsing file(s) missing: {shown}; write them with "
+                        f"nnunet-airway parse or leave out --parsing to parse the references here")
+    return paths  # type: ignore[return-value]
+
+
 def evaluate_folder(
-    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: Protocol = "paper", connectivity: int = 6,
+    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, protocol: Protocol = "paper",
+    connectivity: int | None = None,
     num_processes: int = 1, allow_missing: bool = False, render_dir: str | os.PathLike | None = None,
     progress: bool = True, cl_dice: bool = True, threshold: float | None = None, binarize: bool = False,
     on_case: Callable[[dict], None] | None = None, mesh_dir: str | os.PathLike | None = None,
-    truth_dir: str | os.PathLike | None = None,
+    truth_dir: str | os.PathLike | None = None, parsing_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Score every ``CASE.nii.gz`` of ``pred_dir`` against ``ref_dir/CASE.nii.gz``.
 
@@ -202,10 +302,21 @@ def evaluate_folder(
     per case; ``mesh_dir`` (an existing folder) gets CASE.ply (coloured surface mesh) and CASE_3d.png
     (evaluation/render3d.py). ``cl_dice=False`` skips clDice (faster). ``truth_dir``: the phantoms' ``truth/``
     folder (CASE.json per case, a DataError lists the missing ones); every case then also gets
-    ``BD_by_absolute_generation`` (trachea = 0, also on crops). Returns the summary dict {"protocol",
-    "definitions", "cases", "mean", "std", "n"}.
+    ``BD_by_absolute_generation`` (trachea = 0, also on crops). ``protocol="atm26"``: the ATM'26 metrics
+    (evaluation/atm26.py; no pictures, meshes or truth), with each reference's skeleton and parsing read from
+    ``parsing_dir`` (``CASE_skeleton.nii.gz`` and ``CASE_parsing.nii.gz``; a DataError lists the missing ones)
+    or, without it, computed by our tree parse. Returns the summary dict {"protocol", "definitions", "cases",
+    "mean", "std", "n"}.
     """
     protocol = check_protocol(protocol)
+    connectivity = protocol_connectivity(protocol, connectivity)
+    if protocol == "atm26":
+        for given, flag in ((render_dir, "--render"), (mesh_dir, "--mesh"), (truth_dir, "--truth")):
+            if given is not None:
+                raise DataError(f"{flag} works with --protocol paper or atm22; protocol atm26 scores the "
+                                f"challenge's five metrics only")
+    elif parsing_dir is not None:
+        raise DataError("--parsing (given skeleton and parsing volumes) is used by --protocol atm26 only")
     if num_processes < 1:
         raise ValueError(f"num_processes must be >= 1, got {num_processes}")
     paired, missing, extra = pair_cases(pred_dir, ref_dir)
@@ -232,10 +343,12 @@ def evaluate_folder(
             raise DataError(f"{truth_dir}: no truth sidecar for {len(absent)} case(s): {', '.join(absent[:10])}; "
                             f"give --truth the truth/ folder of the phantoms these labels came from")
         truths = {case: read_truth(path) for case, path in truth_paths.items()}  # all before any case is scored
+    given = given_parsing_paths(parsing_dir, paired) if parsing_dir is not None else {}
     tasks = [
         CaseTask(case, Path(pred_dir) / f"{case}{NIFTI_SUFFIX}", Path(ref_dir) / f"{case}{NIFTI_SUFFIX}", protocol,
                  connectivity, None if render_dir is None else str(render_dir), cl_dice, threshold, binarize,
-                 None if mesh_dir is None else str(mesh_dir), truth_paths[case], truths.get(case))
+                 None if mesh_dir is None else str(mesh_dir), truth_paths[case], truths.get(case),
+                 *given.get(case, (None, None)))
         for case in paired
     ]
     results: dict[str, dict] = {}

@@ -36,8 +36,8 @@ def test_tables_name_their_columns(summary: dict) -> None:
                 "atm22": ["TD", "BD", "DSC", "Precision", "Sensitivity", "FPR"],
                 "aiib23": ["IoU", "DLR", "DBR", "Precision", "Leakage"],
                 "exact09": ["Branch count", "Tree length cm", "Leakage count", "Leakage mm3", "FPR"]}
-    assert set(TABLES) == set(expected)
-    for table in TABLES:
+    assert set(TABLES) == {*expected, "atm26"}
+    for table in expected:
         lines = format_table(summary, "method", table).splitlines()
         assert [title for _, title in TABLE_COLUMNS[table]] == expected[table]
         assert lines[1].startswith("Method") and all(title in lines[1] for title in expected[table])
@@ -46,6 +46,8 @@ def test_tables_name_their_columns(summary: dict) -> None:
     assert aiib.split()[7] == f"{(100.0 + 200.0 / 3.0) / 2:.1f}"  # mean DBR (third column) of 100 and 66.7
     with pytest.raises(ValueError, match="table"):
         format_table(summary, "m", "brats")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="another protocol"):
+        format_table(summary, "m", "atm26")  # an atm22 summary has no TLD or Betti0Error
 
 
 def test_csv_holds_every_key(summary: dict) -> None:
