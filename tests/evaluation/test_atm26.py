@@ -134,3 +134,34 @@ def test_the_same_numbers_as_the_organisers_code(oracle, case: str) -> None:
     for theirs in expected:
         for name, value in theirs.items():
             assert getattr(ours, name) == pytest.approx(value, abs=1e-4), name
+
+
+TREES = ORACLE.parents[2] / "data" / "atm22_trees"
+# The organisers' code (as in _oracle_scores) on real ATM'22 trees of case ATM_224 (512 x 512 x 682, 0.537 x 0.537
+# x 0.5 mm): one team's tree as the label, another's as the prediction, the label's skeleton and parsing written by
+# our parse (evaluation/parsing.py, as `nnunet-airway parse` writes them); rounded to 6 digits.
+ORGANISERS_ON_REAL_TREES = {
+    ("timi", "YangLab"): {"DSC": 0.931875, "clDice": 0.855923, "TLD": 0.911165, "BD": 0.815217, "Betti0Error": 0,
+                          "branch_total": 368, "branch_detected": 300},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TREES.is_dir(), reason=f"{TREES} not found (shared data beside the clone)")
+@pytest.mark.parametrize(("label_team", "prediction_team"), list(ORGANISERS_ON_REAL_TREES))
+def test_real_trees_give_the_organisers_numbers(oracle, label_team: str, prediction_team: str) -> None:
+    from nnunet_airway.evaluation.parsing import parse_label
+    from nnunet_airway.image_io import read_image
+
+    label, geometry = read_image(TREES / f"ATM_224_{label_team}.nii.gz")
+    prediction, _ = read_image(TREES / f"ATM_224_{prediction_team}.nii.gz")
+    label, prediction = label > 0, prediction > 0
+    skeleton, parsing = parse_label(label, geometry.spacing_zyx)
+    check_skeleton_and_parsing(skeleton, parsing)
+    ours = atm26_scores(prediction, label, skeleton, parsing)
+    expected = [ORGANISERS_ON_REAL_TREES[label_team, prediction_team]]
+    if oracle is not None:
+        expected.append(_oracle_scores(oracle, prediction, label, skeleton, parsing))
+    for theirs in expected:
+        for name, value in theirs.items():
+            assert getattr(ours, name) == pytest.approx(value, abs=1e-4), name
