@@ -49,10 +49,23 @@ DETAIL_KEYS = ("BD", "TD", "TPR", "FPR", "DSC", "clDice", "branches_reference", 
 
 
 def _measure(task: str, folder: str, root: str, queue: multiprocessing.Queue) -> None:
+    try:
+        _measure_in_this_process(task, folder, root, queue)
+    except BaseException as error:  # the parent waits on the queue: tell it instead of leaving it hanging
+        queue.put({"error": f"{type(error).__name__}: {error}"})
+        raise
+
+
+def _measure_in_this_process(task: str, folder: str, root: str, queue: multiprocessing.Queue) -> None:
     import tracemalloc
 
     sys.path.insert(0, root)  # the version to measure: this checkout or the extracted previous one
+    import nnunet_airway.evaluation.runner
     from nnunet_airway.image_io import read_image
+
+    measured = Path(nnunet_airway.evaluation.runner.__file__).resolve()
+    if Path(root).resolve() not in measured.parents:
+        raise SystemExit(f"measuring {root} imported {measured} instead; the comparison would be void")
 
     rss_before = peak_rss_bytes() / 2**20
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -86,6 +99,9 @@ def _make(folder: str, shape: tuple[int, int, int], seed: int, root: str, queue:
     queue.put(make_case(Path(folder), shape, seed))
 
 
+LAYERS = ("trainers", "evaluation", "dataset_conversion")
+
+
 def extract_revision(revision: str, into: Path) -> str:
     """``git archive REVISION`` of this repository unpacked into ``into``; returns the commit id."""
     repo = Path(__file__).resolve().parents[1]
@@ -93,6 +109,10 @@ def extract_revision(revision: str, into: Path) -> str:
                             check=True).stdout.strip()
     archive = subprocess.run(["git", "archive", revision], cwd=repo, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    for layer in LAYERS:  # older versions kept these beside the package and mapped them into it in setup.cfg
+        beside, inside = into / layer, into / "nnunet_airway" / layer
+        if beside.is_dir() and not beside.is_symlink() and not inside.exists():
+            beside.rename(inside)
     return commit
 
 
@@ -132,6 +152,9 @@ def main() -> None:
         for version, root in versions.items():
             for task, what in (("evaluate", "all metrics"), ("evaluate_no_cldice", "all but clDice")):
                 runs = [in_fresh_process(_measure, task, str(folder), root) for _ in range(args.repeats)]
+                failed = [run["error"] for run in runs if "error" in run]
+                if failed:
+                    raise SystemExit(f"{version}: {task} failed: {failed[0]}")
                 best = results[version, task] = min(runs, key=lambda r: r["cpu_seconds"])
                 print(f"{version}: evaluate_case, read both files + {what}: CPU {best['cpu_seconds']:.2f} s (wall "
                       f"{best['seconds']:.2f} s), peak RSS {best['peak_rss_mb']:.0f} MB (after imports "

@@ -24,10 +24,12 @@ from dataclasses import asdict, dataclass, fields
 
 import cc3d
 import numpy as np
+from scipy import ndimage
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.evaluation.masks import bounding_box, largest_component
+from nnunet_airway.evaluation.masks import bounding_box
 from nnunet_airway.evaluation.reference import lee_skeleton
+from nnunet_airway.evaluation.skeleton_graph import nonzero_coords
 
 BRANCH_COVERAGE = 0.8  # share of a branch's skeleton voxels the prediction must cover (the 80 % rule)
 RATIO_KEYS = ("DSC", "clDice", "TLD", "BD")  # fractions here, percentages in the summary JSON
@@ -62,8 +64,14 @@ def check_skeleton_and_parsing(skeleton: np.ndarray, parsing: np.ndarray, name: 
     if skeleton.shape != parsing.shape:
         raise DataError(f"{name}: shape {parsing.shape} differs from the skeleton's {skeleton.shape}; give both on "
                         "the label's grid")
-    on_skeleton = skeleton > 0
-    values = parsing[on_skeleton]  # only the skeleton's voxels are copied: a whole-volume int64 would cost 8 B/voxel
+    centreline_ids(skeleton, parsing, name)
+
+
+def centreline_ids(skeleton: np.ndarray, parsing: np.ndarray, name: str = "parsing") -> tuple[np.ndarray, np.ndarray]:
+    """(flat indices (K,) of the skeleton's voxels, their branch IDs (K,) int64) of a skeleton and parsing volume,
+    after checking the organisers' rules (DataError naming ``name``). Only the skeleton's voxels are copied."""
+    flat = np.flatnonzero(skeleton)
+    values = parsing.reshape(-1)[flat]
     if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
         raise DataError(f"{name}: branch IDs must be whole numbers")
     ids = values.astype(np.int64)
@@ -78,34 +86,96 @@ def check_skeleton_and_parsing(skeleton: np.ndarray, parsing: np.ndarray, name: 
     if used.size and not np.array_equal(used, np.arange(1, used.size + 1)):
         missing = sorted(set(range(1, int(used.max()) + 1)) - set(used.tolist()))[:5]
         raise DataError(f"{name}: branch IDs must run from 1 without gaps; missing e.g. {missing}")
+    return flat, ids
+
+
+def _detected(covered: np.ndarray, ids: np.ndarray, coverage: float) -> tuple[int, int]:
+    """(total, detected) branches: ``covered`` (K,) bool per skeleton voxel, ``ids`` (K,) its branch ID."""
+    total = int(ids.max()) if ids.size else 0
+    voxels = np.bincount(ids, minlength=total + 1)[1:]
+    hits = np.bincount(ids[covered], minlength=total + 1)[1:]
+    return total, int(np.count_nonzero(hits >= coverage * voxels))
 
 
 def branches_detected(prediction: np.ndarray, skeleton: np.ndarray, parsing: np.ndarray,
                       coverage: float = BRANCH_COVERAGE) -> tuple[int, int]:
     """(total, detected) branches of the parsing: detected when ``prediction`` covers >= ``coverage`` of the
     branch's skeleton voxels."""
-    on_skeleton = skeleton > 0
-    ids = parsing[on_skeleton].astype(np.int64)
-    total = int(ids.max()) if ids.size else 0
-    voxels = np.bincount(ids, minlength=total + 1)[1:]
-    covered = np.bincount(ids[prediction[on_skeleton] > 0], minlength=total + 1)[1:]
-    detected = int(np.count_nonzero(covered >= coverage * voxels))
-    return total, detected
+    flat = np.flatnonzero(skeleton)
+    return _detected(prediction.reshape(-1)[flat] > 0, parsing.reshape(-1)[flat].astype(np.int64), coverage)
 
 
 def _share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def _cl_dice(predicted: np.ndarray, reference: np.ndarray, sensitivity: float) -> float:
-    """clDice from the topology sensitivity and the Lee skeleton of the raw prediction (in its bounding box)."""
-    if not predicted.any():
+class _Prediction:
+    """The raw binary prediction on its bounding box: its 26-connected components labelled once, the largest
+    kept, and (``skeleton``) the Lee skeleton of each component taken in the component's own bounding box.
+
+    Lee's thinning decides on 3x3x3 neighbourhoods, and two 26-connected components never share a foreground
+    voxel in one, so the skeleton of each component alone is the skeleton of the whole (and far cheaper when
+    fragments lie far apart: the thinning then works on the components' boxes, not on the volume)."""
+
+    def __init__(self, prediction: np.ndarray, skeleton: bool) -> None:
+        self.shape = prediction.shape
+        self.box = bounding_box(prediction, margin=1)
+        self.skeleton_flat = np.zeros(0, np.int64)  # the skeleton's voxels: flat indices into the box
+        if self.box is None:
+            self.mask, self.components, self.largest = np.zeros((0, 0, 0), bool), 0, np.zeros((0, 0, 0), bool)
+            return
+        self.mask = np.ascontiguousarray(prediction[self.box] > 0)
+        labels, n = cc3d.connected_components(self.mask.view(np.uint8), connectivity=26, return_N=True,
+                                              binary_image=True)
+        self.components = int(n)
+        sizes = np.bincount(labels.reshape(-1), minlength=n + 1)
+        sizes[0] = 0
+        self.largest = labels == np.argmax(sizes)
+        if skeleton:
+            pieces = []
+            for number, where in enumerate(ndimage.find_objects(labels), start=1):
+                if where is None:
+                    continue
+                component = np.pad(labels[where] == number, 1)
+                local = nonzero_coords(lee_skeleton(component)) - 1 + np.array([s.start for s in where])
+                pieces.append(np.ravel_multi_index(tuple(local.T), self.mask.shape))
+            self.skeleton_flat = np.concatenate(pieces) if pieces else self.skeleton_flat
+        del labels
+
+    def local(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(inside the box (K,) bool, box-local flat index (K,)) of volume flat indices."""
+        coords = np.stack(np.unravel_index(flat, self.shape), axis=1)
+        lo = np.array([s.start for s in self.box])  # type: ignore[union-attr]
+        hi = np.array([s.stop for s in self.box])  # type: ignore[union-attr]
+        inside = np.all((coords >= lo) & (coords < hi), axis=1)
+        local = np.ravel_multi_index(tuple((coords[inside] - lo).T), self.mask.shape) if inside.any() else \
+            np.zeros(0, np.int64)
+        return inside, local
+
+    def covers(self, flat: np.ndarray, largest_only: bool) -> np.ndarray:
+        """(K,) bool: the prediction (or its largest component) holds the voxels of volume flat indices."""
+        hit = np.zeros(len(flat), bool)
+        if self.box is None or not len(flat):
+            return hit
+        inside, local = self.local(flat)
+        hit[inside] = (self.largest if largest_only else self.mask).reshape(-1)[local]
+        return hit
+
+
+def _cl_dice(predicted: _Prediction, label: np.ndarray, sensitivity: float) -> float:
+    """clDice from the topology sensitivity and the Lee skeleton of the raw prediction."""
+    if predicted.box is None or not len(predicted.skeleton_flat):
         return 0.0
-    box = bounding_box(predicted, margin=1)
-    predicted_skeleton = lee_skeleton(predicted[box]) > 0
-    precision = _share(int(np.count_nonzero(reference[box] & predicted_skeleton)),
-                       int(np.count_nonzero(predicted_skeleton)))
+    inside_label = label[predicted.box].reshape(-1)[predicted.skeleton_flat] > 0
+    precision = _share(int(np.count_nonzero(inside_label)), len(predicted.skeleton_flat))
     return float(2 * precision * sensitivity / (precision + sensitivity)) if precision + sensitivity else 0.0
+
+
+def _overlap(predicted: _Prediction, label: np.ndarray) -> int:
+    """|P & L| over the prediction's bounding box."""
+    if predicted.box is None:
+        return 0
+    return int(np.count_nonzero(label[predicted.box][predicted.mask] > 0))
 
 
 def atm26_scores(prediction: np.ndarray, label: np.ndarray, skeleton: np.ndarray, parsing: np.ndarray,
@@ -114,23 +184,29 @@ def atm26_scores(prediction: np.ndarray, label: np.ndarray, skeleton: np.ndarray
     and its parsing, all (Z, Y, X) on one grid. The parsing is checked first (DataError). ``cl_dice=False``
     skips the prediction's skeleton (clDice None)."""
     check_skeleton_and_parsing(skeleton, parsing)
-    for name, volume in (("label", label), ("skeleton", skeleton)):
-        if volume.shape != prediction.shape:
-            raise DataError(f"{name}: shape {volume.shape} differs from the prediction's {prediction.shape}")
-    predicted, reference, centreline = prediction > 0, label > 0, skeleton > 0
-    largest = largest_component(predicted, 26)
-    n_centreline = int(np.count_nonzero(centreline))
-    sensitivity = _share(int(np.count_nonzero(predicted & centreline)), n_centreline)
-    topology = _cl_dice(predicted, reference, sensitivity) if cl_dice else None
-    total, detected = branches_detected(largest, skeleton, parsing)
-    components = int(cc3d.connected_components(predicted.astype(np.uint8), connectivity=26, return_N=True)[1])
+    flat, ids = centreline_ids(skeleton, parsing)
+    return atm26_scores_on_centreline(prediction, label, flat, ids, cl_dice)
+
+
+def atm26_scores_on_centreline(prediction: np.ndarray, label: np.ndarray, centreline: np.ndarray,
+                               branch_ids: np.ndarray, cl_dice: bool = True) -> Atm26Scores:
+    """:func:`atm26_scores` with the reference skeleton given as the flat indices (K,) of its voxels in the
+    (Z, Y, X) volume and ``branch_ids`` (K,) their IDs 1..N (as :func:`centreline_ids` returns them). Every
+    whole-volume step works on the prediction's bounding box."""
+    if label.shape != prediction.shape:
+        raise DataError(f"label: shape {label.shape} differs from the prediction's {prediction.shape}")
+    predicted = _Prediction(prediction, skeleton=cl_dice)
+    n_centreline = len(centreline)
+    sensitivity = _share(int(np.count_nonzero(predicted.covers(centreline, largest_only=False))), n_centreline)
+    in_largest = predicted.covers(centreline, largest_only=True)
+    total, detected = _detected(in_largest, branch_ids, BRANCH_COVERAGE)
+    n_predicted = int(np.count_nonzero(predicted.mask))
     return Atm26Scores(
-        DSC=_share(2 * int(np.count_nonzero(predicted & reference)),
-                   int(np.count_nonzero(predicted)) + int(np.count_nonzero(reference))),
-        clDice=topology,
-        TLD=_share(int(np.count_nonzero(largest & centreline)), n_centreline),
+        DSC=_share(2 * _overlap(predicted, label), n_predicted + int(np.count_nonzero(label))),
+        clDice=_cl_dice(predicted, label, sensitivity) if cl_dice else None,
+        TLD=_share(int(np.count_nonzero(in_largest)), n_centreline),
         BD=_share(detected, total),
-        Betti0Error=abs(components - 1),
+        Betti0Error=abs(predicted.components - 1),
         branch_total=total,
         branch_detected=detected,
     )

@@ -45,6 +45,8 @@ def airway_mask(values: np.ndarray, name: str, role: str, threshold: float | Non
     if binarize:
         return values > 0
     if is_binary(values):
+        if values.dtype.itemsize == 1 and values.dtype.kind in "iu":  # 0/1 bytes are already a bool mask: no copy
+            return values.view(bool)
         return values == 1
     options = ("pass --threshold T if it is a probability map (airway = value > T) or --binarize to make every "
                "value > 0 airway") if role == "prediction" else "pass --binarize to make every value > 0 airway"

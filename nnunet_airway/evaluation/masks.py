@@ -93,7 +93,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill cavities fully enclosed in 3-D: background components (6-connected, as scipy's
     binary_fill_holes) that do not touch the array's faces. One cc3d pass instead of iterated dilations."""
     labels, n = cc3d.connected_components(np.ascontiguousarray(~mask, dtype=np.uint8), connectivity=6,
-                                          return_N=True)
+                                          return_N=True, binary_image=True)
     outside = np.zeros(n + 1, dtype=bool)
     for axis in range(3):
         for index in (0, -1):

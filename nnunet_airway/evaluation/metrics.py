@@ -184,7 +184,7 @@ def score_case(
     leak_w = pred_w & ~ref_w if n_leak else None
     leakage_count = 0
     if leak_w is not None:
-        _, leakage_count = cc3d.connected_components(leak_w.view(np.uint8), connectivity=LEAKAGE_CONNECTIVITY,
+        _, leakage_count = cc3d.connected_components(leak_w.view(np.uint8), connectivity=LEAKAGE_CONNECTIVITY, binary_image=True,
                                                      return_N=True)
     voxel_mm3 = float(np.prod(np.asarray(spacing_zyx, dtype=np.float64)))
     exact_detected = detected & not_trachea

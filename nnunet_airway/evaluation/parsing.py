@@ -16,7 +16,7 @@ from scipy.spatial import cKDTree
 
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.masks import box_offset
-from nnunet_airway.evaluation.reference import ParsedReference, parse_reference
+from nnunet_airway.evaluation.reference import ParsedTree, parse_tree
 
 PARSE_CONNECTIVITY = 26  # the ATM'26 protocol's connectivity, used for the reference's largest component too
 SKELETON_SUFFIX, PARSING_SUFFIX = "_skeleton", "_parsing"  # <case>_skeleton.nii.gz, <case>_parsing.nii.gz (ATM'26)
@@ -27,40 +27,54 @@ def parsing_file_names(case: str, extension: str = ".nii.gz") -> tuple[str, str]
     return f"{case}{SKELETON_SUFFIX}{extension}", f"{case}{PARSING_SUFFIX}{extension}"
 
 
-def parsing_volumes(reference: ParsedReference, volume_shape: tuple[int, int, int],
-                    spacing_zyx: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(skeleton, parsing) volumes of shape ``volume_shape`` from a parsed reference (see the module docstring);
-    ``spacing_zyx`` (mm) measures the distance that gives a branching point its branch."""
-    branches = reference.tree.branches
-    skeleton = np.zeros(volume_shape, np.uint8)
-    parsing = np.zeros(volume_shape, np.int32)
+def centreline_parsing(parsed: ParsedTree, spacing_zyx: tuple[float, float, float],
+                       volume_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(flat indices (K,) of the parsed tree's centreline voxels in the (Z, Y, X) volume, branch IDs (K,) int64
+    1..N) of a parsed reference (see the module docstring); ``spacing_zyx`` (mm) measures the distance that gives
+    a branching point its branch."""
+    branches = parsed.tree.branches
     if not branches:
-        return skeleton, parsing
-    coords = reference.skeleton.coords + box_offset(reference.box)
-    branch_voxels = np.concatenate([b.voxels for b in branches])
-    branch_ids = np.concatenate([np.full(len(b.voxels), i + 1, np.int32) for i, b in enumerate(branches)])
-    junctions = reference.tree.junction_voxels
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    coords = parsed.skeleton.coords + box_offset(parsed.box)
+    voxels = np.concatenate([b.voxels for b in branches])
+    ids = np.concatenate([np.full(len(b.voxels), i + 1, np.int64) for i, b in enumerate(branches)])
+    junctions = parsed.tree.junction_voxels
     if len(junctions):
         spacing = np.asarray(spacing_zyx, dtype=np.float64)
-        _, nearest = cKDTree(coords[branch_voxels] * spacing).query(coords[junctions] * spacing)
-        branch_voxels = np.concatenate([branch_voxels, junctions])
-        branch_ids = np.concatenate([branch_ids, branch_ids[nearest]])
-    where = tuple(coords[branch_voxels].T)
-    skeleton[where] = 1
-    parsing[where] = branch_ids
+        _, nearest = cKDTree(coords[voxels] * spacing).query(coords[junctions] * spacing)
+        voxels, ids = np.concatenate([voxels, junctions]), np.concatenate([ids, ids[nearest]])
+    flat = np.ravel_multi_index(tuple(coords[voxels].T), volume_shape)
+    order = np.argsort(flat)
+    return flat[order], ids[order]
+
+
+def parsing_volumes(centreline: np.ndarray, branch_ids: np.ndarray,
+                    volume_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(skeleton uint8, parsing int32) volumes of ``volume_shape`` from :func:`centreline_parsing`'s output."""
+    skeleton = np.zeros(volume_shape, np.uint8)
+    parsing = np.zeros(volume_shape, np.int32)
+    skeleton.reshape(-1)[centreline] = 1
+    parsing.reshape(-1)[centreline] = branch_ids
     return skeleton, parsing
+
+
+def parse_centreline(label: np.ndarray, spacing_zyx: tuple[float, float, float],
+                     name: str = "label") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`centreline_parsing` of a binary airway label ((Z, Y, X), nonzero = airway, ``spacing_zyx`` in mm):
+    our tree parse of its largest 26-connected component. DataError naming ``name`` when the label has no airway
+    or too little of one to hold a branch."""
+    try:
+        parsed = parse_tree(label, spacing_zyx, PARSE_CONNECTIVITY)
+    except ValueError as error:
+        raise DataError(f"{name}: {error}; remove the case or fix the label") from None
+    if not parsed.tree.branches:
+        raise DataError(f"{name}: the airway is too small to hold one branch (its skeleton has "
+                        f"{parsed.skeleton.n_voxels} voxels); remove the case or fix the label")
+    return centreline_parsing(parsed, spacing_zyx, tuple(int(n) for n in label.shape))  # type: ignore[arg-type]
 
 
 def parse_label(label: np.ndarray, spacing_zyx: tuple[float, float, float],
                 name: str = "label") -> tuple[np.ndarray, np.ndarray]:
-    """(skeleton, parsing) volumes of a binary airway label ((Z, Y, X), nonzero = airway, ``spacing_zyx`` in mm):
-    our tree parse of its largest 26-connected component. DataError naming ``name`` when the label has no airway
-    or too little of one to hold a branch."""
-    try:
-        reference = parse_reference(label, spacing_zyx, PARSE_CONNECTIVITY)
-    except ValueError as error:
-        raise DataError(f"{name}: {error}; remove the case or fix the label") from None
-    if not reference.tree.branches:
-        raise DataError(f"{name}: the airway is too small to hold one branch (its skeleton has "
-                        f"{reference.skeleton.n_voxels} voxels); remove the case or fix the label")
-    return parsing_volumes(reference, tuple(int(n) for n in label.shape), spacing_zyx)  # type: ignore[arg-type]
+    """(skeleton, parsing) volumes of a binary airway label (see :func:`parse_centreline`)."""
+    centreline, branch_ids = parse_centreline(label, spacing_zyx, name)
+    return parsing_volumes(centreline, branch_ids, tuple(int(n) for n in label.shape))  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ All arrays live in the reference's bounding box (``box``, volume coordinates, on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -75,11 +76,21 @@ def lumen_radius(mask: np.ndarray, points: np.ndarray, spacing_zyx: tuple[float,
     return distance
 
 
-def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, float], connectivity: int) -> ParsedReference:
-    """Clean, skeletonise and parse a reference label ((Z, Y, X), nonzero = airway).
+class ParsedTree(NamedTuple):
+    """The tree part of a parsed reference (see :class:`ParsedReference` for the fields)."""
 
-    Raises ValueError when the reference has no foreground.
-    """
+    mask: np.ndarray
+    box: Box
+    skeleton: SkeletonGraph
+    tree: AirwayTree
+    radius_mm: np.ndarray  # (N,) lumen radius at each skeleton voxel
+    voxels_outside: int
+    voxels_given: int
+
+
+def parse_tree(reference: np.ndarray, spacing_zyx: tuple[float, float, float], connectivity: int) -> ParsedTree:
+    """Clean, skeletonise and parse a reference label ((Z, Y, X), nonzero = airway) into its tree, without the
+    trachea zone and the Betti numbers. Raises ValueError when the reference has no foreground."""
     mask, box = largest_component_in_box(reference, connectivity, margin=1)
     if box is None:
         raise ValueError("the reference has no airway voxels")
@@ -88,11 +99,20 @@ def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, floa
     mask = fill_holes(mask)
     skeleton = skeleton_graph(lee_skeleton(mask), spacing_zyx)
     radius = lumen_radius(mask, skeleton.coords, spacing_zyx)
-    tree = build_tree(skeleton, radius)
-    zone, zone_box, reach = trachea_zone(tree, skeleton, radius, box, reference.shape, spacing_zyx)
-    return ParsedReference(mask=mask, box=box, skeleton=skeleton, tree=tree, trachea_zone=zone,
-                           trachea_box=zone_box, zone_reach_mm=reach, betti=betti_numbers(reference),
-                           voxels_outside=voxels_outside, voxels_given=voxels_given)
+    return ParsedTree(mask, box, skeleton, build_tree(skeleton, radius), radius, voxels_outside, voxels_given)
+
+
+def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, float], connectivity: int) -> ParsedReference:
+    """Clean, skeletonise and parse a reference label ((Z, Y, X), nonzero = airway), with its trachea zone and
+    Betti numbers. Raises ValueError when the reference has no foreground.
+    """
+    parsed = parse_tree(reference, spacing_zyx, connectivity)
+    zone, zone_box, reach = trachea_zone(parsed.tree, parsed.skeleton, parsed.radius_mm, parsed.box,
+                                         reference.shape, spacing_zyx)
+    return ParsedReference(mask=parsed.mask, box=parsed.box, skeleton=parsed.skeleton, tree=parsed.tree,
+                           trachea_zone=zone, trachea_box=zone_box, zone_reach_mm=reach,
+                           betti=betti_numbers(reference), voxels_outside=parsed.voxels_outside,
+                           voxels_given=parsed.voxels_given)
 
 
 def trachea_zone(

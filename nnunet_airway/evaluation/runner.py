@@ -14,11 +14,11 @@ import numpy as np
 from tqdm import tqdm
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.evaluation.atm26 import atm26_scores, check_skeleton_and_parsing
+from nnunet_airway.evaluation.atm26 import atm26_scores_on_centreline, centreline_ids
 from nnunet_airway.evaluation.binarize import airway_mask
 from nnunet_airway.evaluation.metrics import CaseScore, Protocol, check_protocol, score_case
 from nnunet_airway.evaluation.parsing import PARSE_CONNECTIVITY as ATM26_CONNECTIVITY
-from nnunet_airway.evaluation.parsing import PARSING_SUFFIX, SKELETON_SUFFIX, parse_label, parsing_file_names
+from nnunet_airway.evaluation.parsing import PARSING_SUFFIX, SKELETON_SUFFIX, parse_centreline, parsing_file_names
 from nnunet_airway.evaluation.reference import parse_reference
 from nnunet_airway.evaluation.report import summarise
 from nnunet_airway.image_io import check_same_grid, read_image
@@ -119,13 +119,14 @@ def score_atm26(
         raise ValueError("give both the reference skeleton and its parsing, or neither")
     pair = load_pair(prediction, reference, spacing, threshold, binarize)
     if skeleton is None or parsing is None:
-        centreline, branch_ids = parse_label(pair.reference, pair.spacing_zyx, pair.reference_name)
+        centreline, branch_ids = parse_centreline(pair.reference, pair.spacing_zyx, pair.reference_name)
     else:
         skeleton_values, _ = _given_volume(skeleton, pair, "skeleton")
-        branch_ids, parsing_name = _given_volume(parsing, pair, "parsing")
-        centreline = skeleton_values > 0
-        check_skeleton_and_parsing(centreline, branch_ids, parsing_name)
-    return atm26_scores(pair.prediction, pair.reference, centreline, branch_ids, cl_dice).as_percent_dict()
+        parsing_values, parsing_name = _given_volume(parsing, pair, "parsing")
+        centreline, branch_ids = centreline_ids(skeleton_values, parsing_values, parsing_name)
+        del skeleton_values, parsing_values
+    return atm26_scores_on_centreline(pair.prediction, pair.reference, centreline, branch_ids,
+                                      cl_dice).as_percent_dict()
 
 
 def evaluate_case(

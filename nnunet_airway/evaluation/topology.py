@@ -75,9 +75,10 @@ def betti_numbers(volume: np.ndarray) -> tuple[int, int, int]:
     padded = _padded_crop(volume)
     if padded is None:
         return 0, 0, 0
-    _, b0 = cc3d.connected_components(padded.view(np.uint8), connectivity=26, return_N=True)
+    # binary_image: cc3d skips comparing labels of neighbouring voxels (several times faster on the background)
+    _, b0 = cc3d.connected_components(padded.view(np.uint8), connectivity=26, return_N=True, binary_image=True)
     _, n_background = cc3d.connected_components(np.logical_not(padded).view(np.uint8), connectivity=6,
-                                                return_N=True)
+                                                return_N=True, binary_image=True)
     b2 = int(n_background) - 1  # the padding makes the outside one component
     b1 = int(b0) + b2 - _euler(padded)
     return int(b0), b1, b2
