@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "trainer-path": ("nnunet_airway.trainers.cli", "print the folder to export as nnUNet_extTrainer (nnU-Net finds the airway trainers there)"),
     "evaluate": ("nnunet_airway.evaluation.cli", "airway tree metrics (BD, TD, TPR, FPR, DSC, ...) of predictions vs labels"),
     "parse": ("nnunet_airway.evaluation.parse_cli", "write the reference skeleton and branch parsing volumes of labels (ATM'26's CASE_skeleton, CASE_parsing)"),
+    "rank": ("nnunet_airway.evaluation.rank_cli", "rank several prediction folders as a challenge leaderboard does (ATM'26 mean rank, ATM'22 score)"),
     "attention": ("nnunet_airway.trainers.attention_cli",
                   "draw a trained airway model's decoder attention maps on one image (the paper's Fig. 4)"),
     "demo": ("nnunet_airway.demo.cli", "run the whole pipeline on synthetic phantoms: convert, train, predict, evaluate"),

@@ -57,6 +57,22 @@ def label_files(inputs: list[Path]) -> dict[str, Path]:
     return found
 
 
+def write_parsings(labels: dict[str, Path], out: Path, binarize: bool = False, progress: bool = True,
+                   report: bool = True) -> None:
+    """Write CASE_skeleton.nii.gz and CASE_parsing.nii.gz into the existing folder ``out`` for every case ->
+    label file of ``labels`` (replacing files of those names); ``report`` prints a line per case."""
+    for case, path in tqdm(labels.items(), desc="parse", unit="label", disable=not progress):
+        values, geometry = read_image(path)
+        label = airway_mask(values, str(path), "reference", None, binarize)
+        skeleton, parsing = parse_label(label, geometry.spacing_zyx, str(path))
+        del values, label
+        skeleton_name, parsing_name = parsing_file_names(case, NIFTI_SUFFIX)
+        write_image(out / skeleton_name, skeleton, geometry)
+        write_image(out / parsing_name, parsing, geometry)
+        if report:
+            tqdm.write(f"{case}: {int(parsing.max())} branches, {int(np.count_nonzero(skeleton))} skeleton voxels")
+
+
 def run(args: argparse.Namespace) -> int:
     labels = label_files(args.input)
     inputs = {f"the label folder {path}": path for path in args.input if path.is_dir()}
@@ -68,15 +84,7 @@ def run(args: argparse.Namespace) -> int:
             refuse_existing_file(target, args.overwrite, "-o")
     prepare_output_dir(args.out, overwrite=True, flag="-o")  # existing files were refused above, one by one
     started = time.perf_counter()
-    for case, path in tqdm(labels.items(), desc="parse", unit="label", disable=args.no_progress):
-        values, geometry = read_image(path)
-        label = airway_mask(values, str(path), "reference", None, args.binarize)
-        del values
-        skeleton, parsing = parse_label(label, geometry.spacing_zyx, str(path))
-        skeleton_path, parsing_path = targets[case]
-        write_image(skeleton_path, skeleton, geometry)
-        write_image(parsing_path, parsing, geometry)
-        tqdm.write(f"{case}: {int(parsing.max())} branches, {int(np.count_nonzero(skeleton))} skeleton voxels")
+    write_parsings(labels, args.out, args.binarize, progress=not args.no_progress)
     print(f"wrote the skeleton and parsing of {len(labels)} label(s) to {args.out} in "
           f"{time.perf_counter() - started:.1f} s")
     return 0
