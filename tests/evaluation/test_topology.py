@@ -89,3 +89,27 @@ def test_euler_characteristic_agrees_with_scikit_image(seed: int) -> None:
     assert euler_characteristic(volume) == euler_number(volume, connectivity=3)
     b0, b1, b2 = betti_numbers(volume)
     assert b0 - b1 + b2 == euler_characteristic(volume) and min(b0, b1, b2) >= 0
+
+
+def _betti_of_the_whole_box(volume: np.ndarray) -> tuple[int, int, int]:
+    """The direct computation the per-component sum must equal: every component and the whole background of the
+    padded volume labelled at once."""
+    import cc3d
+
+    from nnunet_airway.evaluation.topology import _euler
+
+    padded = np.pad(volume > 0, 1)
+    _, b0 = cc3d.connected_components(padded.view(np.uint8), connectivity=26, return_N=True)
+    _, n_background = cc3d.connected_components(np.logical_not(padded).view(np.uint8), connectivity=6, return_N=True)
+    b2 = int(n_background) - 1
+    return int(b0), int(b0) + b2 - _euler(padded), b2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_per_component_betti_numbers_equal_the_whole_box_computation(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    volume = (rng.random((14, 15, 16)) < (0.2 + 0.1 * seed)).astype(np.uint8)
+    volume[5:10, 5:10, 5:10] = 1
+    volume[6:9, 6:9, 6:9] = 0
+    volume[7, 7, 7] = 1  # a component inside a cavity
+    assert betti_numbers(volume) == _betti_of_the_whole_box(volume)
