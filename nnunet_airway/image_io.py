@@ -149,6 +149,97 @@ def check_image_file(path: str | os.PathLike, check_values: bool = True) -> None
         raise DataError(f"{path}: {non_finite} voxels are NaN or infinite; fix the image or leave this case out")
 
 
+# NIfTI datatype code -> numpy dtype (without byte order) of the voxel types read directly (SimpleITK's pixel
+# type for them is the same); anything else is left to SimpleITK
+_NIFTI_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8",
+                 1280: "u8"}
+
+
+def _simple_nifti1(header: bytes) -> tuple[int, tuple[int, int, int], np.dtype] | None:
+    """(data offset, shape (Z, Y, X), voxel dtype) of a NIfTI-1 header this module reads itself: a single-file
+    scalar 3-D volume of a type in _NIFTI_DTYPES, without intensity scaling. None otherwise (SimpleITK then
+    reads the file)."""
+    for order in ("<", ">"):
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            break
+    else:
+        return None
+    if header[344:348] != b"n+1\x00":  # a single-file NIfTI-1 (ANALYZE headers may be read reoriented)
+        return None
+    dims = struct.unpack(order + "8h", header[40:56])
+    datatype = struct.unpack(order + "h", header[70:72])[0]
+    offset = int(struct.unpack(order + "f", header[108:112])[0])
+    slope, inter = struct.unpack(order + "2f", header[112:120])
+    if dims[0] != 3 or min(dims[1:4]) < 1:
+        return None
+    if datatype not in _NIFTI_DTYPES or slope not in (0.0, 1.0) or inter != 0.0 or offset < 348:
+        return None
+    return offset, (int(dims[3]), int(dims[2]), int(dims[1])), np.dtype(order + _NIFTI_DTYPES[datatype])
+
+
+def _read_nifti_voxels(path: Path) -> np.ndarray | None:
+    """The voxels of a simple NIfTI-1 file (see _simple_nifti1) as a native-order (Z, Y, X) array, from one pass
+    over the (possibly gzip-compressed) bytes that also checks the stream is whole and holds every voxel (the
+    checks of check_image_file; NaN is checked by the caller). None for any other file."""
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as stream:
+            header = stream.read(352)
+            layout = _simple_nifti1(header)
+            if layout is None:
+                return None
+            offset, shape, dtype = layout
+            if offset > len(header):
+                stream.read(offset - len(header))  # NIfTI extensions between the header and the voxels
+            voxels = np.empty(int(np.prod(shape)) * dtype.itemsize, np.uint8)
+            head = np.frombuffer(header[offset:offset + voxels.size], np.uint8)
+            voxels[:head.size] = head
+            filled = head.size
+            view = memoryview(voxels)
+            while filled < voxels.size:
+                n = stream.readinto(view[filled:filled + _CHUNK_BYTES])
+                if not n:
+                    break
+                filled += n
+            while stream.read(_CHUNK_BYTES):  # to the end: the gzip trailer (CRC, length) is checked there
+                pass
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: the compressed file is damaged or cut short ({exc}); copy or export it "
+                        "again") from exc
+    if filled < voxels.size:
+        total_voxels = int(np.prod(shape))
+        raise DataError(f"{path}: cut short: holds {filled // dtype.itemsize} of the {total_voxels} voxels its "
+                        f"header announces ({offset + filled} of {offset + voxels.size} bytes); copy or export it "
+                        "again")
+    array = voxels.view(dtype).reshape(shape)
+    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
+def _geometry_and_check(path: Path) -> Geometry:
+    """The geometry of an image file from its header alone, with read_image's dimension checks."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise DataError(f"{path}: cannot be read as an image ({first_line}); replace or remove the file") from exc
+    _check_scalar_3d(path, reader.GetDimension(), reader.GetNumberOfComponents(), reader.GetSize())
+    image = sitk.Image([1, 1, 1], sitk.sitkUInt8)
+    image.SetSpacing(reader.GetSpacing())
+    image.SetOrigin(reader.GetOrigin())
+    image.SetDirection(reader.GetDirection())
+    return Geometry.of(image)
+
+
+def _check_scalar_3d(path: Path, dimension: int, components: int, size: tuple[int, ...]) -> None:
+    if dimension != 3 or components != 1:
+        held = f" with {components} components per voxel (a vector or RGB image)" if components != 1 else ""
+        raise DataError(f"{path}: a {dimension}-D image of size {'x'.join(str(n) for n in size)}{held}; give a "
+                        "scalar 3-D volume (one channel per file, as nnU-Net takes them)")
+
+
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     """Read a NIfTI/NRRD/MHA/... file into a (Z, Y, X) array and its geometry.
 
@@ -160,18 +251,21 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
         raise DataError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not an image file; give the image file")
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        array = _read_nifti_voxels(path)  # one pass over the bytes instead of a check and SimpleITK's read
+        if array is not None:
+            geometry = _geometry_and_check(path)
+            if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+                bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+                raise DataError(f"{path}: {bad} voxels are NaN or infinite; fix the image or leave this case out")
+            return array, geometry
     check_image_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
         raise DataError(f"{path}: cannot be read as an image ({first_line}); replace or remove the file") from exc
-    components = image.GetNumberOfComponentsPerPixel()
-    if image.GetDimension() != 3 or components != 1:
-        size = "x".join(str(n) for n in image.GetSize())
-        held = f" with {components} components per voxel (a vector or RGB image)" if components != 1 else ""
-        raise DataError(f"{path}: a {image.GetDimension()}-D image of size {size}{held}; give a scalar 3-D volume "
-                        "(one channel per file, as nnU-Net takes them)")
+    _check_scalar_3d(path, image.GetDimension(), image.GetNumberOfComponentsPerPixel(), image.GetSize())
     array = sitk.GetArrayFromImage(image)
     if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import Geometry, check_same_grid, geometry_mismatch, prepare_output_dir, read_image
@@ -138,6 +139,7 @@ def test_read_image_of_a_folder_is_a_data_error(tmp_path: Path) -> None:
 _SHORT_WRITE = """
 import sys
 import numpy as np
+import SimpleITK as sitk
 from nnunet_airway.errors import DataError
 from nnunet_airway.image_io import Geometry
 from nnunet_airway.writing import write_image
@@ -183,3 +185,41 @@ def test_write_bytes_verifies_and_removes_its_temporary_file(tmp_path: Path) -> 
                           preexec_fn=_limit_file_size(64 * 1024), env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert done.returncode != 0 and "File too large" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+ROTATED = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "float32",
+                                   "float64"])
+@pytest.mark.parametrize("name", ["v.nii.gz", "v.nii"])
+def test_nifti_read_directly_equals_simpleitks_read(tmp_path: Path, dtype: str, name: str) -> None:
+    """The one-pass NIfTI reader gives SimpleITK's array (values, dtype, index order) and geometry."""
+    from nnunet_airway.image_io import _read_nifti_voxels
+
+    rng = np.random.default_rng(3)
+    array = (rng.random((5, 6, 7)) * 100).astype(dtype)
+    path = tmp_path / name
+    write_image(path, array, Geometry(spacing=(0.7, 0.8, 2.5), origin=(-3.0, 4.0, 9.5), direction=ROTATED),
+                compress=name.endswith(".gz"))
+    assert _read_nifti_voxels(path) is not None  # the direct path was taken
+    image = sitk.ReadImage(str(path))
+    ours, geometry = read_image(path)
+    expected = sitk.GetArrayFromImage(image)
+    assert ours.dtype == expected.dtype and ours.shape == expected.shape == (5, 6, 7)
+    assert np.array_equal(ours, expected)
+    assert geometry == Geometry.of(image)
+
+
+def test_nifti_with_intensity_scaling_is_left_to_simpleitk(tmp_path: Path) -> None:
+    from nnunet_airway.image_io import _read_nifti_voxels
+
+    path = tmp_path / "scaled.nii"
+    write_image(path, np.arange(24, dtype=np.int16).reshape(2, 3, 4), Geometry(spacing=(1.0, 1.0, 1.0)),
+                compress=False)
+    data = bytearray(path.read_bytes())
+    data[112:120] = np.array([2.0, 10.0], "<f4").tobytes()  # scl_slope 2, scl_inter 10
+    path.write_bytes(bytes(data))
+    assert _read_nifti_voxels(path) is None
+    array, _ = read_image(path)
+    assert np.allclose(array, 2.0 * np.arange(24).reshape(2, 3, 4) + 10.0)
