@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from nnunet_airway.errors import DataError
 from nnunet_airway.model.distillation import attention_map
+from nnunet_airway.model.resenc import ResEncFRADUNet
 from nnunet_airway.model.unet import FRADUNet
 from nnunet_airway.trainers.base import unwrapped
 from nnunet_airway.trainers.compat import require_nnunetv2
@@ -86,7 +87,7 @@ def load_predictor(model_folder: str | os.PathLike, fold: str = "0", checkpoint:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{checkpoint_path}: not a loadable nnU-Net checkpoint ({type(exc).__name__}: {reason}); "
                         "train again or copy the file anew, or choose another with -c") from exc
-    if not isinstance(unwrapped(predictor.network), FRADUNet):
+    if not isinstance(unwrapped(predictor.network), FRADUNet | ResEncFRADUNet):
         raise DataError(f"{folder}: trained with {predictor.trainer_name}, whose network is not the airway U-Net; "
                         "attention maps need a model of an airway trainer (nnUNetTrainerAirway...)")
     return predictor

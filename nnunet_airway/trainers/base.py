@@ -26,7 +26,7 @@ from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillati
 from nnunet_airway.trainers.compat import require_nnunetv2
 from nnunet_airway.trainers.declarations import PAPER_ADAM
 from nnunet_airway.trainers.loss_components import LossComponentsRecord
-from nnunet_airway.trainers.network import N_SCALES, build_fradunet
+from nnunet_airway.trainers.network import build_airway_network, network_depth
 from nnunet_airway.trainers.progress import epochs_from_log, write_progress
 
 require_nnunetv2()  # nnunetv2 < 2.8 imports fine but cannot find these trainers: say what to install
@@ -97,8 +97,8 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
         supervision only the finest is used, and DDP (``-num_gpus N``) stops on parameters that never get a
         gradient, so the others are frozen (``requires_grad=False``; they stay in the state dict).
         """
-        network = build_fradunet(configuration_manager, num_input_channels, num_output_channels,
-                                 recalibration=cls.recalibration, deep_supervision=enable_deep_supervision)
+        network = build_airway_network(configuration_manager, num_input_channels, num_output_channels,
+                                       recalibration=cls.recalibration, deep_supervision=enable_deep_supervision)
         if not enable_deep_supervision:
             for head in network.decoder.seg_layers[:-1]:
                 head.requires_grad_(False)
@@ -107,7 +107,8 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
     def _get_deep_supervision_scales(self) -> list[list[float]] | None:
         if not self.enable_deep_supervision:
             return None
-        strides = np.array(self.configuration_manager.pool_op_kernel_sizes[:N_SCALES], dtype=float)
+        depth = network_depth(self.configuration_manager)
+        strides = np.array(self.configuration_manager.pool_op_kernel_sizes[:depth], dtype=float)
         return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
 
     def _build_loss(self) -> SegmentationWithDistillation:

@@ -1,4 +1,6 @@
-"""nnU-Net plans -> FRADUNet: the patch size and the first five stages' features, kernels and strides."""
+"""nnU-Net plans -> the airway network: from PlainConvUNet plans the paper's FR/AD U-Net (the patch size and the
+first five stages' features, kernels and strides); from ResidualEncoderUNet plans (nnU-Net's ResEnc presets) the
+residual encoder as the plans describe it, with FR/AD (model/resenc.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Sequence
 
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
+from nnunet_airway.model.resenc import ResEncFRADUNet
 from nnunet_airway.model.unet import FRADUNet
 
 N_SCALES = 5  # the paper's U-Net: five resolution scales, i.e. four downsamplings
@@ -25,20 +28,49 @@ def _first_stages(arch_kwargs: dict, key: str) -> list:
     return list(arch_kwargs[key])[:N_SCALES]
 
 
-# the network classes of nnU-Net plans whose layout FRADUNet reproduces (features, kernels, strides)
-SUPPORTED_NETWORK_CLASSES = ("dynamic_network_architectures.architectures.unet.PlainConvUNet",)
+PLAIN_UNET = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+RESIDUAL_ENCODER_UNET = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+# the network classes of nnU-Net plans the airway trainers build (with FR/AD): the plain U-Net and the residual
+# encoder of the ResEnc presets
+SUPPORTED_NETWORK_CLASSES = (PLAIN_UNET, RESIDUAL_ENCODER_UNET)
+# what the residual-encoder network takes from the plans' arch_kwargs as it is, and the values it needs in the rest
+RESENC_REQUIRED = {"conv_op": ("torch.nn.modules.conv.Conv3d",),
+                   "norm_op": ("torch.nn.modules.instancenorm.InstanceNorm3d",),
+                   "dropout_op": (None,),
+                   "nonlin": ("torch.nn.LeakyReLU", "torch.nn.modules.activation.LeakyReLU", "torch.nn.ReLU",
+                              "torch.nn.modules.activation.ReLU")}
+RESENC_USED = ("n_stages", "features_per_stage", "kernel_sizes", "strides", "n_blocks_per_stage",
+               "n_conv_per_stage_decoder", "conv_bias", "norm_op_kwargs", "dropout_op_kwargs", "nonlin_kwargs",
+               "block", "bottleneck_channels", "stem_channels", *RESENC_REQUIRED)
+
+
+def network_class(configuration_manager: ConfigurationManager) -> str:
+    """The plans' network class name (the plain U-Net when the plans name none, as nnU-Net before 2.4)."""
+    return configuration_manager.configuration.get("architecture", {}).get("network_class_name") or PLAIN_UNET
+
+
+def is_residual_encoder(configuration_manager: ConfigurationManager) -> bool:
+    return network_class(configuration_manager).endswith(".ResidualEncoderUNet")
+
+
+def network_depth(configuration_manager: ConfigurationManager) -> int:
+    """Resolution stages of the network the airway trainers build: the paper's five on plain plans, every stage
+    of residual-encoder plans."""
+    if is_residual_encoder(configuration_manager):
+        return len(configuration_manager.network_arch_init_kwargs["strides"])
+    return N_SCALES
 
 
 def check_plans_for_fradunet(configuration_manager: ConfigurationManager, num_output_channels: int) -> None:
     """Raise ValueError, saying what to change, when the plans cannot give the paper's five-scale 3-D U-Net."""
-    network_class = configuration_manager.configuration.get("architecture", {}).get("network_class_name")
-    if network_class is not None and network_class not in SUPPORTED_NETWORK_CLASSES:
+    name = network_class(configuration_manager)
+    if name not in SUPPORTED_NETWORK_CLASSES:
         raise ValueError(
-            f"these plans describe a {network_class.split('.')[-1]} ({network_class}), but the airway trainers "
-            f"build their FR/AD U-Net from {', '.join(c.split('.')[-1] for c in SUPPORTED_NETWORK_CLASSES)} plans "
-            "only and would otherwise train a different network than the plans say (residual-encoder plans, "
-            "nnUNetResEncUNet*Plans, are not supported yet); train with the default plans (-p nnUNetPlans, from "
-            "nnUNetv2_plan_and_preprocess without -pl) or use nnU-Net's own trainer for these plans"
+            f"these plans describe a {name.split('.')[-1]} ({name}), but the airway trainers build FR/AD on "
+            f"PlainConvUNet plans (-p nnUNetPlans, from nnUNetv2_plan_and_preprocess without -pl) and "
+            f"ResidualEncoderUNet plans (nnU-Net's ResEnc presets: -pl nnUNetPlannerResEncM|L|XL, then -p "
+            f"nnUNetResEncUNetMPlans|LPlans|XLPlans) only, and would otherwise train a different network than the "
+            "plans say; plan with one of those or use nnU-Net's own trainer for these plans"
         )
     patch = list(configuration_manager.patch_size)
     arch = configuration_manager.network_arch_init_kwargs
@@ -53,6 +85,9 @@ def check_plans_for_fradunet(configuration_manager: ConfigurationManager, num_ou
             f"the airway trainers segment background and airway (2 outputs) but the dataset gives "
             f"{num_output_channels}; dataset.json 'labels' must be {{'background': 0, 'airway': 1}}"
         )
+    if is_residual_encoder(configuration_manager):
+        _check_resenc_kwargs(arch)
+        return
     if len(strides) < N_SCALES:
         raise ValueError(
             f"the plans' configuration has {len(strides)} resolution stages (strides {strides}) but FRADUNet needs "
@@ -79,6 +114,9 @@ def build_fradunet(
 ) -> FRADUNet:
     """The FRADUNet the plans describe; deeper plans are cut to their first five stages (the paper's depth)."""
     check_plans_for_fradunet(configuration_manager, num_output_channels)
+    if is_residual_encoder(configuration_manager):
+        raise ValueError("these are residual-encoder plans: build their network with build_airway_network (the "
+                         "residual encoder with FR/AD), not the plain FR/AD U-Net")
     arch = configuration_manager.network_arch_init_kwargs
     return FRADUNet(
         num_input_channels,
@@ -97,6 +135,74 @@ def build_fradunet(
         upsampling="transpconv",
         foreground_prior=foreground_prior,
     )
+
+
+def _check_resenc_kwargs(arch: dict) -> None:
+    """ValueError naming the keys of residual-encoder plans the network would have to ignore or cannot honour."""
+    unknown = sorted(set(arch) - set(RESENC_USED))
+    if unknown:
+        raise ValueError(f"the residual-encoder plans' arch_kwargs hold {', '.join(unknown)}, which the airway "
+                         f"network does not build and would ignore; remove them from a copy of the plans used via "
+                         f"-p, or use nnU-Net's own trainer for these plans")
+    for key, allowed in RESENC_REQUIRED.items():
+        if arch.get(key) not in allowed:
+            raise ValueError(f"the residual-encoder plans' {key} is {arch.get(key)!r}; the airway network builds "
+                             f"{' or '.join(str(a) for a in allowed)} only (as nnU-Net's ResEnc presets plan it)")
+    norm = arch.get("norm_op_kwargs") or {}
+    if not norm.get("affine", False) or float(norm.get("eps", 1e-5)) != 1e-5:
+        raise ValueError(f"the residual-encoder plans' norm_op_kwargs are {norm}; the airway network uses "
+                         "InstanceNorm3d(eps=1e-5, affine=True) as the presets plan it")
+    slope = (arch.get("nonlin_kwargs") or {}).get("negative_slope", 1e-2)
+    if "LeakyReLU" in str(arch["nonlin"]) and float(slope) != 1e-2:
+        raise ValueError(f"the residual-encoder plans' LeakyReLU has negative_slope {slope}; the airway network "
+                         "uses 1e-2 (the presets' default)")
+
+
+def build_resenc_fradunet(
+    configuration_manager: ConfigurationManager,
+    num_input_channels: int,
+    num_output_channels: int,
+    recalibration: str | None,
+    deep_supervision: bool,
+    foreground_prior: float | None = FOREGROUND_PRIOR,
+) -> ResEncFRADUNet:
+    """The residual-encoder U-Net the plans describe (every stage, blocks, stem, nonlinearity), with FR/AD."""
+    check_plans_for_fradunet(configuration_manager, num_output_channels)
+    arch = configuration_manager.network_arch_init_kwargs
+    nonlin = "relu" if str(arch["nonlin"]).endswith("ReLU") and "Leaky" not in str(arch["nonlin"]) else "leaky_relu"
+    return ResEncFRADUNet(
+        num_input_channels,
+        num_output_channels,
+        patch_size=_as_ints(configuration_manager.patch_size),
+        features_per_stage=[int(f) for f in arch["features_per_stage"]],
+        strides=[_as_ints(s) for s in arch["strides"]],
+        kernel_sizes=[_as_ints(k) for k in arch["kernel_sizes"]],
+        n_blocks_per_stage=[int(n) for n in arch["n_blocks_per_stage"]],
+        n_conv_per_stage_decoder=[int(n) for n in arch["n_conv_per_stage_decoder"]],
+        block=str(arch.get("block", "BasicBlockD")).split(".")[-1],
+        bottleneck_channels=arch.get("bottleneck_channels"),
+        stem_channels=arch.get("stem_channels"),
+        conv_bias=bool(arch["conv_bias"]),
+        nonlin=nonlin,
+        recalibration=recalibration,
+        deep_supervision=deep_supervision,
+        foreground_prior=foreground_prior,
+    )
+
+
+def build_airway_network(
+    configuration_manager: ConfigurationManager,
+    num_input_channels: int,
+    num_output_channels: int,
+    recalibration: str | None,
+    deep_supervision: bool,
+    foreground_prior: float | None = FOREGROUND_PRIOR,
+) -> FRADUNet | ResEncFRADUNet:
+    """The airway network of these plans: the FR/AD U-Net from plain plans, the residual encoder with FR/AD from
+    residual-encoder plans (ValueError saying what to change for any other)."""
+    build = build_resenc_fradunet if is_residual_encoder(configuration_manager) else build_fradunet
+    return build(configuration_manager, num_input_channels, num_output_channels, recalibration, deep_supervision,
+                 foreground_prior)
 
 
 def _as_ints(values: Sequence) -> tuple[int, ...]:

@@ -57,12 +57,13 @@ def test_deeper_plans_are_cut_to_their_first_five_stages() -> None:
 
 
 def test_plans_of_another_network_class_are_refused_not_built_as_a_plain_unet() -> None:
-    """nnUNetResEncUNetMPlans trained a plain five-scale U-Net without a word."""
+    """nnUNetResEncUNetMPlans once trained a plain five-scale U-Net without a word; now the residual encoder is
+    built (test_resenc_plans.py) and any other class is refused, naming the supported ones."""
     plans = configuration([48, 64, 64], FIVE_STAGES)
     plans.configuration["architecture"]["network_class_name"] = \
-        "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
-    with pytest.raises(ValueError, match=r"ResidualEncoderUNet .* from PlainConvUNet plans only .*-p nnUNetPlans"):
+        "dynamic_network_architectures.architectures.unet.ResidualUNet"
+    with pytest.raises(ValueError, match=r"ResidualUNet .* PlainConvUNet plans .* ResidualEncoderUNet plans"):
         check_plans_for_fradunet(plans, 2)
-    with pytest.raises(ValueError, match="ResidualEncoderUNet"):
+    with pytest.raises(ValueError, match="ResidualUNet"):
         build_fradunet(plans, 1, 2, recalibration="fr", deep_supervision=False)
     check_plans_for_fradunet(configuration([48, 64, 64], FIVE_STAGES), 2)  # the plain U-Net's plans pass
