@@ -13,9 +13,14 @@ little time left is recorded as skipped, one cut short keeps what it measured):
      (CUDA max_memory_allocated), with ratios against the plain network and the Baseline of the same run;
   3. prediction: nnUNetPredictor (sliding window, step 0.5, Gaussian, mirroring) of a 400x512x512 volume at the
      paper's patch, random weights, eager, for the plain network, Baseline and FR+AD;
-  4. training: phantoms -> nnUNetv2_plan_and_preprocess -> nnUNetv2_train with nnU-Net's own plans and
-     nnUNetTrainerAirwayFRAD cut to 2 epochs (benchmarks/suite_trainers; ``-num_gpus 2`` when two GPUs are
-     present) -> nnUNetv2_predict.
+  4. training: phantoms -> nnUNetv2_plan_and_preprocess -> nnunet-airway plan (plain preset) -> nnUNetv2_train
+     with those plans and nnUNetTrainerAirwayFRAD cut to 2 epochs (benchmarks/suite_trainers; ``-num_gpus 2`` when two GPUs are
+     present) -> nnUNetv2_predict;
+  5. the real ATM'26 3d_fullres configuration: ``nnunet-airway plan`` on the ATM'26 organisers' fingerprint
+     (tests/data/atm26_plans) with the plain and ResEnc M presets, then per backbone the train_step of FR+AD,
+     the Baseline (same backbone, no FR/AD) and nnUNetTrainer on the same plan with nnU-Net's own network, eager
+     and compiled (FR+AD), fp16 autocast as nnU-Net trains: ms per step and peak memory beside the planner's
+     memory estimate.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ PREDICT_TRAINERS = [PLAIN, "nnUNetTrainerAirwayBaseline", "nnUNetTrainerAirwayFR
 DATASET_ID = 951
 DATASET = f"Dataset{DATASET_ID}_AirwaySuite"
 GOALS = {"step_time": 1.15, "step_memory": 1.25, "prediction": 1.1}  # FR+AD against the plain network
+ATM26_FILES = ROOT / "tests" / "data" / "atm26_plans"
+ATM26_DATASET = "Dataset926_ATM26"
+ATM26_PRESETS = {"plain": ("nnUNetAirwayPlans", "nnUNetPlansATM26"),
+                 "resenc-m": ("nnUNetAirwayResEncMPlans", "nnUNetResEncUNetMPlansATM26")}  # airway, nnU-Net twin
+ATM26_TRAINERS = [PLAIN, "nnUNetTrainerAirwayBaseline", "nnUNetTrainerAirwayFRAD"]
+ATM26_COMPILED = ["nnUNetTrainerAirwayFRAD", PLAIN]
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,9 @@ class Sizes:
     phantoms: int
     phantom_shape: tuple[int, int, int]
     train_iterations: int
-    train_features: list[int] | None  # None: nnU-Net's own plans
+    train_features: list[int] | None  # None: the planner's own features (nnU-Net's 32-320)
     compiled_trainers: list[str]
+    atm26_plan_options: tuple[str, ...] = ()  # extra `nnunet-airway plan` options (the dry run's small patch)
 
 
 FEATURES = [32, 64, 128, 256, 320, 320]
@@ -90,6 +102,7 @@ DRY = Sizes(
     batch_size=2, warmup=1, iterations=1, predict_shape=(24, 48, 48),
     phantoms=3, phantom_shape=(48, 64, 64), train_iterations=2, train_features=[4, 8, 8, 8, 8, 8],
     compiled_trainers=["nnUNetTrainerAirwayFRAD"],
+    atm26_plan_options=("--patch-size", "64", "96", "64", "--base-features", "4", "--max-features", "8"),
 )
 
 
@@ -144,6 +157,50 @@ def child_steps(args: argparse.Namespace, sizes: Sizes) -> None:
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
         _append(args.result, {"trainer": name, "patch": args.patch, "mode": args.mode, "ms_per_step": ms,
                               "peak_mib": peak, "warmup_s": warmup_s, "loss": loss})
+        del trainer, batch
+        free_memory()
+
+
+def child_atm26(args: argparse.Namespace, sizes: Sizes) -> None:
+    """One line of JSON per trainer: train_step ms and peak memory on the planned ATM'26 3d_fullres plans of one
+    preset (args.patch), nnUNetTrainer on the same plan with nnU-Net's network, and the planner's estimate."""
+    import torch
+
+    from nnunet_airway.trainers.standalone import build_trainer, set_seed, synthetic_batch
+
+    device = torch.device(args.device)
+    os.environ["nnUNet_compile"] = "f" if args.mode == "eager" else "t"
+    folder = Path(os.environ["nnUNet_preprocessed"]) / ATM26_DATASET
+    airway_name, nnunet_name = ATM26_PRESETS[args.patch]
+    for name in args.trainers:
+        plans = json.loads((folder / f"{nnunet_name if name == PLAIN else airway_name}.json").read_text())
+        config = plans["configurations"]["3d_fullres"]
+        set_seed(0)
+        backend = None if args.mode == "eager" else ("aot_eager" if args.dry_run else "inductor")
+        trainer = build_trainer(trainer_class(name), plans, device, compile_backend=backend)
+        batch = synthetic_batch(trainer, torch.Generator().manual_seed(0))
+        batch = {"data": batch["data"].to(device), "target": _to(batch["target"], device)}
+        trainer.network.train()
+        start = time.perf_counter()
+        for _ in range(sizes.warmup):
+            loss = float(trainer.train_step(batch)["loss"])
+        warmup_s = time.perf_counter() - start
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        for _ in range(sizes.iterations):
+            loss = float(trainer.train_step(batch)["loss"])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+        _append(args.result, {
+            "trainer": name, "patch": f"ATM'26 {args.patch}", "mode": args.mode,
+            "network": config["architecture"]["network_class_name"].split(".")[-1],
+            "plan_patch": config["patch_size"], "batch_size": config["batch_size"],
+            "ms_per_step": 1000 * (time.perf_counter() - start) / sizes.iterations, "peak_mib": peak,
+            "estimate_gib": plans["airway_planner"]["estimates"]["3d_fullres"]["memory_estimate_gib"],
+            "warmup_s": warmup_s, "loss": loss})
         del trainer, batch
         free_memory()
 
@@ -286,14 +343,15 @@ def phase_train(args, sizes: Sizes, env, budget: Budget, work: Path) -> dict:
     preprocessed = work / "preprocessed" / DATASET
     if not steps[-1]["ok"]:
         return {"ok": False, "steps": steps}
-    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
-    plans_name = "nnUNetPlans"
-    if sizes.train_features is not None:  # dry run only: narrow stages, same patch and strides
-        plans_name = "nnUNetPlansSuiteDry"
-        plans["plans_name"] = plans_name
-        arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
-        arch["features_per_stage"] = sizes.train_features[: arch["n_stages"]]
-        write_json(preprocessed / f"{plans_name}.json", plans)
+    plans_name = "nnUNetAirwayPlansSuite"  # the airway planner's plain preset on nnU-Net's preprocessed data
+    features = [] if sizes.train_features is None else [  # dry run only: narrow stages
+        "--base-features", str(sizes.train_features[0]), "--max-features", str(max(sizes.train_features))]
+    steps.append(run_limited([sys.executable, "-m", "nnunet_airway", "plan", "-d", str(DATASET_ID), "--preset",
+                              "plain", "--plans-name", plans_name, *features], plan_env, budget.left(),
+                             work / "plan_airway.log"))
+    if not steps[-1]["ok"]:
+        return {"ok": False, "steps": steps}
+    plans = json.loads((preprocessed / f"{plans_name}.json").read_text())
     write_json(preprocessed / "splits_final.json", [{"train": cases[:-1], "val": cases[-1:]}])
     config = plans["configurations"]["3d_fullres"]
     gpus = torch.cuda.device_count() if args.device == "cuda" else 0
@@ -327,6 +385,38 @@ def phase_train(args, sizes: Sizes, env, budget: Budget, work: Path) -> dict:
             "iterations_per_epoch": sizes.train_iterations, "steps": steps}
 
 
+def phase_atm26_plans(args, sizes: Sizes, env, budget: Budget, work: Path) -> dict:
+    """The ATM'26 fingerprint in nnU-Net's folders (dataset.json and one dummy image, which the planner opens to
+    choose its reader), then ``nnunet-airway plan`` for each preset, with nnU-Net's twin for nnUNetTrainer."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    raw = work / "raw" / ATM26_DATASET
+    (raw / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (raw / "labelsTr").mkdir(parents=True, exist_ok=True)
+    (raw / "dataset.json").write_bytes((ATM26_FILES / "dataset.json").read_bytes())
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.int16)), str(raw / "imagesTr" / "ATM_001_0000.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.uint8)), str(raw / "labelsTr" / "ATM_001.nii.gz"))
+    preprocessed = work / "preprocessed" / ATM26_DATASET
+    preprocessed.mkdir(parents=True, exist_ok=True)
+    (preprocessed / "dataset_fingerprint.json").write_bytes((ATM26_FILES / "dataset_fingerprint.json").read_bytes())
+    steps = []
+    for preset, (airway_name, nnunet_name) in ATM26_PRESETS.items():
+        argv = [sys.executable, "-m", "nnunet_airway", "plan", "-d", ATM26_DATASET, "--preset", preset,
+                "--plans-name", airway_name, "--nnunet-plans-name", nnunet_name, *sizes.atm26_plan_options]
+        steps.append(run_limited(argv, env, min(args.phase_cap_s, budget.left()), work / f"plan_atm26_{preset}.log"))
+    plans = {}
+    for preset, (airway_name, _) in ATM26_PRESETS.items():
+        path = preprocessed / f"{airway_name}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            fullres = data["configurations"]["3d_fullres"]
+            plans[preset] = {"patch": fullres["patch_size"], "batch_size": fullres["batch_size"],
+                             "features": fullres["architecture"]["arch_kwargs"]["features_per_stage"],
+                             "estimate": data["airway_planner"]["estimates"]["3d_fullres"]}
+    return {"ok": all(step["ok"] for step in steps), "steps": steps, "plans": plans}
+
+
 def _tail(path: Path, size: int = 3000) -> str:
     return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
@@ -357,7 +447,7 @@ def main() -> None:
     parser.add_argument("--phase-cap-s", type=positive_float("s"), default=150, help="most seconds one measurement process runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--device", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=["steps", "predict"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["steps", "predict", "atm26"], help=argparse.SUPPRESS)
     parser.add_argument("--patch", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="eager", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -365,7 +455,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = DRY if args.dry_run else GPU
     if args.child:
-        (child_steps if args.child == "steps" else child_predict)(args, sizes)
+        {"steps": child_steps, "predict": child_predict, "atm26": child_atm26}[args.child](args, sizes)
         return
 
     import torch
@@ -374,7 +464,7 @@ def main() -> None:
         args.device = "cpu" if args.dry_run else "cuda"
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device: run on a machine with a GPU, or use --dry-run to check the code paths on CPU")
-    budget = Budget(args.budget_s if args.budget_s is not None else (175 if args.dry_run else 480))
+    budget = Budget(args.budget_s if args.budget_s is not None else (240 if args.dry_run else 600))
     slug, description = device_description(args.device)
     if args.dry_run:
         slug = "dry-run"
@@ -387,12 +477,17 @@ def main() -> None:
         work = Path(tmp)
         env = base_env(args, work)
         report["tests"] = phase_tests(args, env, budget, work)
-        runs, steps, predictions = [], [], []
+        report["atm26_plans"] = phase_atm26_plans(args, sizes, env, budget, work)
+        runs, steps, predictions, atm26 = [], [], [], []
         plan = [("steps", patch, "eager", STEP_TRAINERS) for patch in sizes.patches]
+        plan += [("atm26", preset, "eager", ATM26_TRAINERS) for preset in ATM26_PRESETS]
         plan.append(("predict", next(iter(sizes.patches)), "eager", PREDICT_TRAINERS))
-        plan += [("steps", patch, "compiled", sizes.compiled_trainers) for patch in sizes.patches]
+        compiled = [("steps", patch, "compiled", sizes.compiled_trainers) for patch in sizes.patches]
+        compiled += [("atm26", preset, "compiled", ATM26_COMPILED if not args.dry_run else ATM26_COMPILED[:1])
+                     for preset in ATM26_PRESETS]
+        plan += compiled
         for index, (kind, patch, mode, trainers) in enumerate(plan):
-            if index == len(plan) - len(sizes.patches):  # the training before the compiled steps
+            if index == len(plan) - len(compiled):  # the training before the compiled steps
                 report["train"] = phase_train(args, sizes, env, budget, work)
             reserve = 0.0 if args.dry_run or "train" in report else 90.0  # keep time for the training
             if budget.left() - reserve < 20:
@@ -401,11 +496,13 @@ def main() -> None:
             run, records = phase_children(kind, args, env, budget, work, patch, mode, trainers,
                                           min(args.phase_cap_s, budget.left() - reserve))
             runs.append(run)
-            (steps if kind == "steps" else predictions).extend(records)
+            {"steps": steps, "predict": predictions, "atm26": atm26}[kind].extend(records)
         report.update({"runs": runs, "steps": add_ratios(steps, "ms_per_step", "peak_mib"),
-                       "predictions": add_ratios(predictions, "seconds", "peak_mib")})
+                       "predictions": add_ratios(predictions, "seconds", "peak_mib"),
+                       "atm26": add_ratios(atm26, "ms_per_step", "peak_mib")})
     report["wall_s"] = round(time.perf_counter() - started, 1)
-    report["ok"] = bool(report["tests"]["ok"] and report.get("train", {}).get("ok") and all(r["ok"] for r in runs))
+    report["ok"] = bool(report["tests"]["ok"] and report.get("train", {}).get("ok") and report["atm26_plans"]["ok"]
+                        and all(r["ok"] for r in runs))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"gpu_suite_{slug}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
@@ -450,6 +547,22 @@ def markdown(report: dict) -> str:
     for r in report["predictions"]:
         lines.append(f"| {r['patch']} | {r['trainer']} | {cell(r['seconds'], 2)} | {cell(r.get('seconds_x_plain'), 2)}"
                      f" | {cell(r.get('seconds_x_baseline'), 2)} | {cell(r['peak_mib'], 0)} |")
+    lines += ["", "## The real ATM'26 3d_fullres configuration (nnunet-airway plan on the organisers' fingerprint)",
+              "", "Per backbone: FR+AD, the Baseline on the same backbone and plans, and nnUNetTrainer on the same "
+              "patch and batch with nnU-Net's own network; the planner's estimate beside the measured peak.", "",
+              "| preset | mode | trainer | network | patch | batch | ms/step | x plain | x Baseline | peak MiB | "
+              "x plain | x Baseline | estimate GiB |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report.get("atm26", []):
+        lines.append(f"| {r['patch']} | {r['mode']} | {r['trainer']} | {r['network']} | "
+                     f"{'x'.join(map(str, r['plan_patch']))} | {r['batch_size']} | {cell(r['ms_per_step'])} | "
+                     f"{cell(r.get('ms_per_step_x_plain'), 2)} | {cell(r.get('ms_per_step_x_baseline'), 2)} | "
+                     f"{cell(r['peak_mib'], 0)} | {cell(r.get('peak_mib_x_plain'), 2)} | "
+                     f"{cell(r.get('peak_mib_x_baseline'), 2)} | {cell(r['estimate_gib'], 2)} |")
+    planned = report.get("atm26_plans", {})
+    lines.append("")
+    lines.append(f"planning ok: {planned.get('ok')}; " + "; ".join(
+        f"{preset}: patch {v['patch']}, batch {v['batch_size']}, features {v['features']}, estimate "
+        f"{v['estimate']['memory_estimate_gib']} GiB" for preset, v in planned.get("plans", {}).items()))
     train = report.get("train", {"ok": False, "steps": []})
     lines += ["", f"## nnUNetv2_train ({SUITE_TRAINER}: nnUNetTrainerAirwayFRAD, 2 epochs) and nnUNetv2_predict", "",
               f"ok: {train['ok']}; plans {train.get('plans')}, patch {train.get('patch')}, batch "

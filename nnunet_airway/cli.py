@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("nnunet_airway.evaluation.cli", "airway tree metrics (BD, TD, TPR, FPR, DSC, ...) of predictions vs labels"),
     "parse": ("nnunet_airway.evaluation.parse_cli", "write the reference skeleton and branch parsing volumes of labels (ATM'26's CASE_skeleton, CASE_parsing)"),
     "rank": ("nnunet_airway.evaluation.rank_cli", "rank several prediction folders as a challenge leaderboard does (ATM'26 mean rank, ATM'22 score)"),
+    "plan": ("nnunet_airway.trainers.plan_cli",
+             "nnU-Net plans for the airway network (plain FR/AD U-Net or ResEnc M/L/XL), sized for its memory"),
     "attention": ("nnunet_airway.trainers.attention_cli",
                   "draw a trained airway model's decoder attention maps on one image (the paper's Fig. 4)"),
     "demo": ("nnunet_airway.demo.cli", "run the whole pipeline on synthetic phantoms: convert, train, predict, evaluate"),

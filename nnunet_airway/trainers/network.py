@@ -1,10 +1,17 @@
-"""nnU-Net plans -> the airway network: from PlainConvUNet plans the paper's FR/AD U-Net (the patch size and the
-first five stages' features, kernels and strides); from ResidualEncoderUNet plans (nnU-Net's ResEnc presets) the
-residual encoder as the plans describe it, with FR/AD (model/resenc.py)."""
+"""nnU-Net plans -> the airway network.
+
+- FRADUNet plans (``nnunet-airway plan --preset plain``): the FR/AD U-Net exactly as its arch_kwargs say.
+- nnU-Net's PlainConvUNet plans (``nnUNetPlans``): the paper's FR/AD U-Net from the patch size and the first five
+  stages' features, kernels and strides; what the plans say otherwise (more stages, LeakyReLU, strided
+  convolutions) is replaced by the paper's choices, and a notice says so once per process.
+- ResidualEncoderUNet plans (nnU-Net's ResEnc presets, ``nnunet-airway plan --preset resenc-*``): the residual
+  encoder as the plans describe it, with FR/AD (model/resenc.py).
+"""
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
@@ -30,9 +37,15 @@ def _first_stages(arch_kwargs: dict, key: str) -> list:
 
 PLAIN_UNET = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
 RESIDUAL_ENCODER_UNET = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
-# the network classes of nnU-Net plans the airway trainers build (with FR/AD): the plain U-Net and the residual
-# encoder of the ResEnc presets
-SUPPORTED_NETWORK_CLASSES = (PLAIN_UNET, RESIDUAL_ENCODER_UNET)
+FRADUNET = "nnunet_airway.model.unet.FRADUNet"  # the airway planner's plain preset names the trained network
+# the network classes of plans the airway trainers build (with FR/AD): the airway planner's FR/AD U-Net, nnU-Net's
+# plain U-Net and the residual encoder of the ResEnc presets
+SUPPORTED_NETWORK_CLASSES = (FRADUNET, PLAIN_UNET, RESIDUAL_ENCODER_UNET)
+# arch_kwargs of FRADUNet plans: FRADUNet's architecture arguments (recalibration and deep supervision are the
+# trainer's), every one required so that the plans say the whole network
+FRADUNET_KWARGS = ("features_per_stage", "strides", "kernel_sizes", "n_conv_per_stage", "n_conv_per_stage_decoder",
+                   "conv_bias", "nonlin", "downsampling", "upsampling")
+_noticed: set[str] = set()
 # what the residual-encoder network takes from the plans' arch_kwargs as it is, and the values it needs in the rest
 RESENC_REQUIRED = {"conv_op": ("torch.nn.modules.conv.Conv3d",),
                    "norm_op": ("torch.nn.modules.instancenorm.InstanceNorm3d",),
@@ -53,10 +66,14 @@ def is_residual_encoder(configuration_manager: ConfigurationManager) -> bool:
     return network_class(configuration_manager).endswith(".ResidualEncoderUNet")
 
 
+def names_fradunet(configuration_manager: ConfigurationManager) -> bool:
+    return network_class(configuration_manager) == FRADUNET
+
+
 def network_depth(configuration_manager: ConfigurationManager) -> int:
-    """Resolution stages of the network the airway trainers build: the paper's five on plain plans, every stage
-    of residual-encoder plans."""
-    if is_residual_encoder(configuration_manager):
+    """Resolution stages of the network the airway trainers build: every stage of FRADUNet and residual-encoder
+    plans, the paper's five on nnU-Net's plain plans."""
+    if is_residual_encoder(configuration_manager) or names_fradunet(configuration_manager):
         return len(configuration_manager.network_arch_init_kwargs["strides"])
     return N_SCALES
 
@@ -66,8 +83,10 @@ def check_plans_for_fradunet(configuration_manager: ConfigurationManager, num_ou
     name = network_class(configuration_manager)
     if name not in SUPPORTED_NETWORK_CLASSES:
         raise ValueError(
-            f"these plans describe a {name.split('.')[-1]} ({name}), but the airway trainers build FR/AD on "
-            f"PlainConvUNet plans (-p nnUNetPlans, from nnUNetv2_plan_and_preprocess without -pl) and "
+            f"these plans describe a {name.split('.')[-1]} ({name}), but the airway trainers build FR/AD on the "
+            f"airway planner's plans (nnunet-airway plan -d ID --preset plain|resenc-m|resenc-l|resenc-xl, then -p "
+            f"nnUNetAirwayPlans or nnUNetAirwayResEnc<M|L|XL>Plans), PlainConvUNet plans (-p nnUNetPlans, from "
+            f"nnUNetv2_plan_and_preprocess without -pl) and "
             f"ResidualEncoderUNet plans (nnU-Net's ResEnc presets: -pl nnUNetPlannerResEncM|L|XL, then -p "
             f"nnUNetResEncUNetMPlans|LPlans|XLPlans) only, and would otherwise train a different network than the "
             "plans say; plan with one of those or use nnU-Net's own trainer for these plans"
@@ -87,6 +106,9 @@ def check_plans_for_fradunet(configuration_manager: ConfigurationManager, num_ou
         )
     if is_residual_encoder(configuration_manager):
         _check_resenc_kwargs(arch)
+        return
+    if names_fradunet(configuration_manager):
+        _check_fradunet_kwargs(arch)
         return
     if len(strides) < N_SCALES:
         raise ValueError(
@@ -118,6 +140,11 @@ def build_fradunet(
         raise ValueError("these are residual-encoder plans: build their network with build_airway_network (the "
                          "residual encoder with FR/AD), not the plain FR/AD U-Net")
     arch = configuration_manager.network_arch_init_kwargs
+    if names_fradunet(configuration_manager):
+        return FRADUNet(num_input_channels, num_output_channels, patch_size=_as_ints(configuration_manager.patch_size),
+                        recalibration=recalibration, deep_supervision=deep_supervision,
+                        foreground_prior=foreground_prior, **arch)
+    _notice_replaced_choices(arch)
     return FRADUNet(
         num_input_channels,
         num_output_channels,
@@ -135,6 +162,41 @@ def build_fradunet(
         upsampling="transpconv",
         foreground_prior=foreground_prior,
     )
+
+
+def _check_fradunet_kwargs(arch: dict) -> None:
+    """ValueError naming the keys of FRADUNet plans that FRADUNet does not take, or that are missing."""
+    unknown = sorted(set(arch) - set(FRADUNET_KWARGS))
+    missing = [key for key in FRADUNET_KWARGS if key not in arch]
+    if unknown or missing:
+        said = [f"{', '.join(unknown)}, which FRADUNet does not take and the trainer would ignore"] if unknown else []
+        said += [f"no {', '.join(missing)}"] if missing else []
+        raise ValueError(f"the FRADUNet plans' arch_kwargs hold {'; and '.join(said)}; the airway planner writes "
+                         f"exactly {', '.join(FRADUNET_KWARGS)}: re-plan with nnunet-airway plan --overwrite or fix "
+                         "the plans file")
+    for key, allowed in (("nonlin", ("relu", "leaky_relu")), ("downsampling", ("max_pool", "conv")),
+                         ("upsampling", ("transpconv", "nearest"))):
+        if arch[key] not in allowed:
+            raise ValueError(f"the FRADUNet plans' {key} is {arch[key]!r}; FRADUNet builds {' or '.join(allowed)}")
+
+
+def _notice_replaced_choices(arch: dict) -> None:
+    """Say once per process what of nnU-Net's PlainConvUNet plans the paper's network does not follow."""
+    replaced = []
+    if len(arch.get("strides", [])) > N_SCALES:
+        replaced.append(f"{len(arch['strides'])} stages cut to the paper's {N_SCALES}")
+    if "LeakyReLU" in str(arch.get("nonlin")):
+        replaced.append("LeakyReLU replaced by ReLU")
+    replaced.append("strided convolutions replaced by max-pooling")
+    if any(int(n) != 2 for n in [*arch.get("n_conv_per_stage", [2]), *arch.get("n_conv_per_stage_decoder", [2])]):
+        replaced.append("convolutions per stage set to the paper's 2")
+    notice = "; ".join(replaced)
+    if notice not in _noticed:
+        _noticed.add(notice)
+        print(f"nnunet-airway: these PlainConvUNet plans describe nnU-Net's network; the airway trainers build the "
+              f"paper's FR/AD U-Net from them ({notice}), keeping their patch and batch. For plans that describe "
+              "the trained network and are sized for its memory, plan with: nnunet-airway plan -d ID --preset plain",
+              file=sys.stderr)
 
 
 def _check_resenc_kwargs(arch: dict) -> None:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_dry_run_runs_every_phase_and_writes_the_report(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--dry-run",
-                             "--budget-s", "400", "--out", str(tmp_path)],
+                             "--budget-s", "500", "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
     report_path = tmp_path / "gpu_suite_dry-run.json"
     assert report_path.exists(), result.stdout[-3000:] + result.stderr[-3000:]
@@ -30,4 +30,13 @@ def test_dry_run_runs_every_phase_and_writes_the_report(tmp_path: Path) -> None:
                                                              "nnUNetTrainerAirwayFRAD"}
     assert all(r["finite"] for r in report["predictions"])
     assert report["train"]["steps"][-1]["written"] == ["phantom_100.nii.gz"]
+    assert report["train"]["plans"] == "nnUNetAirwayPlansSuite"
+    # the real ATM'26 configuration, planned by the airway planner for each backbone (the dry run's small patch)
+    assert report["atm26_plans"]["ok"] and set(report["atm26_plans"]["plans"]) == {"plain", "resenc-m"}
+    networks = {(r["patch"], r["mode"], r["trainer"]): r["network"] for r in report["atm26"]}
+    assert len(networks) == 2 * 3 + 2  # eager: nnU-Net, Baseline, FR+AD per backbone; compiled: FR+AD
+    assert networks["ATM'26 plain", "eager", "nnUNetTrainerAirwayFRAD"] == "FRADUNet"
+    assert networks["ATM'26 plain", "eager", "nnUNetTrainer"] == "PlainConvUNet"
+    assert networks["ATM'26 resenc-m", "eager", "nnUNetTrainer"] == "ResidualEncoderUNet"
+    assert all(r["estimate_gib"] > 0 and r["ms_per_step_x_baseline"] > 0 for r in report["atm26"])
     assert (tmp_path / "gpu_suite_dry-run.md").read_text().startswith("# GPU suite (dry run")

@@ -19,7 +19,6 @@ from nnunet_airway.model.unet import FRADUNet
 from nnunet_airway.trainers.declarations import DECLARATIONS
 from nnunet_airway.trainers.network import RESIDUAL_ENCODER_UNET, build_airway_network, network_depth
 from nnunet_airway.trainers.variants import TRAINERS
-from nnunet_airway.writing import write_json
 
 RECALIBRATION_CLASSES = {"fr": FeatureRecalibration, "pe": ProjectExcite, "cse": ChannelSE}
 
@@ -93,17 +92,15 @@ RESENC_TINY_PLANS = "nnUNetResEncPlansTiny"
 
 @pytest.mark.slow
 def test_real_nnunet_commands_train_and_predict_from_residual_encoder_plans(phantom_dataset, tmp_path) -> None:
-    """nnUNetv2_train and nnUNetv2_predict -p <residual-encoder plans> on the tiny phantoms: the checkpoint holds
-    the residual encoder with FR, and the prediction lies on the image's grid."""
-    plans = json.loads((phantom_dataset.preprocessed / "nnUNetPlans.json").read_text())
-    plans["plans_name"] = RESENC_TINY_PLANS
+    """nnunet-airway plan --preset resenc-m, then nnUNetv2_train and nnUNetv2_predict -p <those plans> on the tiny
+    phantoms: the checkpoint holds the residual encoder with FR, and the prediction lies on the image's grid."""
+    phantom_dataset.run("nnunet-airway", "plan", "-d", str(phantom_dataset.dataset_id), "--preset", "resenc-m",
+                        "--plans-name", RESENC_TINY_PLANS, "--patch-size", "32", "64", "64", "--base-features", "4",
+                        "--max-features", "16", "--overwrite")
+    plans = json.loads((phantom_dataset.preprocessed / f"{RESENC_TINY_PLANS}.json").read_text())
     config = plans["configurations"][phantom_dataset.configuration]
-    strides = config["architecture"]["arch_kwargs"]["strides"]
-    kernels = config["architecture"]["arch_kwargs"]["kernel_sizes"]
-    resenc = resenc_configuration([32, 64, 64], [4, 8, 16, 16, 16, 16, 16][:len(strides)], strides,
-                                  [1, 2, 2, 2, 2, 2, 2][:len(strides)], kernels)
-    config.update({"architecture": resenc["architecture"], "patch_size": [32, 64, 64], "batch_size": 2})
-    write_json(phantom_dataset.preprocessed / f"{RESENC_TINY_PLANS}.json", plans)  # same preprocessed data
+    assert config["architecture"]["network_class_name"] == RESIDUAL_ENCODER_UNET
+    assert config["data_identifier"] == "nnUNetPlans_3d_fullres"  # nnU-Net's preprocessed data, reused
 
     trainer = phantom_dataset.test_trainer
     train = [a if a != phantom_dataset.plans else RESENC_TINY_PLANS for a in phantom_dataset.train_argv(trainer)]
