@@ -8,7 +8,6 @@ Every stage is safe to run again over its own partial output, so the ledger in `
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -17,8 +16,6 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
-
-import numpy as np
 
 from nnunet_airway.demo.nnunet_runner import nnunet_folders, run_logged
 from nnunet_airway.demo.stages import Ledger, Stage, run_stages
@@ -38,11 +35,18 @@ DATASET_ID = 990
 DATASET_NAME = "AirwayPhantomDemo"
 TRAINER = "nnUNetTrainerAirwayFRAD_Budget"
 PLANS = "nnUNetAirwayDemoPlans"
+NNUNET_PLANS = "nnUNetDemoPlans"  # the same plan with nnU-Net's own network, for nnU-Net's trainers
+AIRWAY_TRAINER_PREFIX = "nnUNetTrainerAirway"
+
+
+def plans_for(trainer: str) -> str:
+    """The demo plans a trainer trains with: the airway network's, or nnU-Net's network on the same plan."""
+    return PLANS if trainer.startswith(AIRWAY_TRAINER_PREFIX) else NNUNET_PLANS
 CONFIGURATION = "3d_fullres"
 FOLD = "0"
 MIN_FREE_DISK_BYTES = 2 * 1024**3
-# The demo network: nnU-Net's plan for the phantoms with fewer features and a smaller patch, so that a
-# 2-core CPU runs a few hundred iterations in minutes (docs/benchmarks.md has the timings).
+# The demo network: the airway planner's plan for the phantoms with fewer features and a smaller patch, so that
+# a 2-core CPU runs a few hundred iterations in minutes (docs/benchmarks.md has the timings).
 DEMO_FEATURES = (8, 16, 32, 64, 64)
 DEMO_PATCH_ZYX = (48, 64, 64)
 
@@ -65,6 +69,8 @@ class DemoSettings:
     dataset_name: str = DATASET_NAME
     features: tuple[int, ...] = DEMO_FEATURES
     patch_zyx: tuple[int, int, int] = DEMO_PATCH_ZYX
+    backbone: str = "plain"  # the airway planner's preset: "plain" (the paper's U-Net) or "resenc-m|l|xl"
+    batch_size: int = 2  # fixed for the CPU runs (the planner's estimate would take the 5 %-of-data cap)
 
     @property
     def dataset_folder(self) -> str:
@@ -140,7 +146,7 @@ class PhantomExperiment:
 
     def model_dir(self, trainer: str) -> Path:
         return (Path(self.folders["nnUNet_results"]) / self.settings.dataset_folder /
-                f"{trainer}__{PLANS}__{CONFIGURATION}")
+                f"{trainer}__{plans_for(trainer)}__{CONFIGURATION}")
 
     # stages --------------------------------------------------------------------------------------------
     def make_phantoms(self) -> dict[str, Any]:
@@ -176,7 +182,14 @@ class PhantomExperiment:
         run_logged(["nnUNetv2_plan_and_preprocess", "-d", str(self.settings.dataset_id), "-c", CONFIGURATION,
                     "--verify_dataset_integrity", "-np", str(workers), "-npfp", str(workers)], env, self.log)
         preprocessed = Path(self.folders["nnUNet_preprocessed"]) / self.settings.dataset_folder
-        plans = write_demo_plans(preprocessed, self.settings.features, self.settings.patch_zyx)
+        # the demo network: the airway planner's plain preset (the paper's five-scale FR/AD U-Net) with the demo's
+        # patch and narrower stages, on nnU-Net's preprocessed data; the work dir's plans are the demo's own
+        run_logged([sys.executable, "-m", "nnunet_airway", "plan", "-d", str(self.settings.dataset_id), "--preset",
+                    self.settings.backbone, "--plans-name", PLANS, "--patch-size", *map(str, self.settings.patch_zyx),
+                    *planner_feature_options(self.settings.features), "--batch-size", str(self.settings.batch_size),
+                    "--nnunet-plans-name", NNUNET_PLANS,
+                    "--overwrite"], env, self.log)
+        plans = preprocessed / f"{PLANS}.json"
         splits = write_single_split(preprocessed, sorted(self.ledger.result("convert")["training"]))
         return {"plans": str(plans), "splits": str(splits)}
 
@@ -186,7 +199,7 @@ class PhantomExperiment:
         env.update({**self.budget, SEED_VARIABLE: str(self.settings.seed), "nnUNet_n_proc_DA": "0",
                     SKIP_VALIDATION_VARIABLE: "1"})
         command = ["nnUNetv2_train", str(self.settings.dataset_id), CONFIGURATION, FOLD, "-tr", trainer,
-                   "-p", PLANS, "-device", self.device]
+                   "-p", plans_for(trainer), "-device", self.device]
         fold_dir = self.model_dir(trainer) / f"fold_{FOLD}"
         if (fold_dir / "checkpoint_latest.pth").exists():
             command.append("--c")
@@ -208,7 +221,7 @@ class PhantomExperiment:
         out = self.prediction_dir(trainer)
         run_logged(["nnUNetv2_predict", "-i", str(self.raw_dir / "imagesTs"), "-o", str(out),
                     "-d", str(self.settings.dataset_id), "-c", CONFIGURATION, "-f", FOLD, "-tr", trainer,
-                    "-p", PLANS, "-device", self.device, "--disable_tta", "--continue_prediction",
+                    "-p", plans_for(trainer), "-device", self.device, "--disable_tta", "--continue_prediction",
                     *predict_worker_arguments(self.device)],
                    {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
         return {"predictions": str(out)}
@@ -258,7 +271,7 @@ class PhantomExperiment:
             Stage(DATA_STAGES[0], f"writing {self.settings.cases + self.settings.test_cases} synthetic CT phantoms",
                   self.make_phantoms),
             Stage(DATA_STAGES[1], f"converting them into nnU-Net raw ({self.raw_dir})", self.convert),
-            Stage(DATA_STAGES[2], "nnUNetv2_plan_and_preprocess (fingerprint, plans, preprocessing)",
+            Stage(DATA_STAGES[2], "nnUNetv2_plan_and_preprocess (fingerprint, preprocessing), nnunet-airway plan (the airway plans)",
                   self.plan_and_preprocess),
         ]
         for trainer in self.trainers:
@@ -281,6 +294,9 @@ class PhantomExperiment:
         """What the work dir's stages depend on: the data settings (not the budget) and the phantom options. A
         rerun with another identity is refused, so no stage is reused for other data."""
         identity = {key: value for key, value in asdict(self.settings).items() if key not in BUDGET_SETTINGS}
+        for key, default in (("backbone", "plain"), ("batch_size", 2)):  # absent at their defaults, so work dirs
+            if identity[key] == default:  # made before these settings still resume
+                del identity[key]
         if self.phantom_options:  # absent otherwise, so work dirs made before the option still resume
             identity["phantom_options"] = self.phantom_options
         return identity
@@ -310,29 +326,15 @@ def write_single_split(preprocessed_dataset_dir: Path, training_cases: list[str]
     return write_json(preprocessed_dataset_dir / "splits_final.json", split)
 
 
-def write_demo_plans(preprocessed_dataset_dir: Path, features: tuple[int, ...] = DEMO_FEATURES,
-                     patch_zyx: tuple[int, int, int] = DEMO_PATCH_ZYX) -> Path:
-    """Copy nnU-Net's plans as ``nnUNetAirwayDemoPlans.json`` with a narrower network and a smaller patch.
-
-    ``features``: per stage; when nnU-Net planned more stages (larger phantoms), the deeper ones repeat the
-    last value. The data identifier is kept, so training reads the data nnUNetv2_plan_and_preprocess already
-    wrote.
-    """
-    source = preprocessed_dataset_dir / "nnUNetPlans.json"
-    plans = json.loads(source.read_text())
-    plans["plans_name"] = PLANS
-    configuration = plans["configurations"][CONFIGURATION]
-    arch = configuration["architecture"]["arch_kwargs"]
-    if arch["n_stages"] < len(features):
-        raise DataError(f"{source}: nnU-Net planned {arch['n_stages']} stages for the phantoms, the small "
-                        f"network has {len(features)}; use a phantom shape of at least 64 voxels per axis")
-    arch["features_per_stage"] = [*features, *[features[-1]] * (arch["n_stages"] - len(features))]
-    total_stride = [int(np.prod([s[axis] for s in arch["strides"]])) for axis in range(3)]
-    if any(p % t for p, t in zip(patch_zyx, total_stride, strict=True)):
-        raise DataError(f"{source}: patch {list(patch_zyx)} is not divisible by {total_stride}, the total stride "
-                        f"of the {arch['n_stages']} planned stages; choose a patch that is")
-    configuration["patch_size"] = list(patch_zyx)
-    return write_json(preprocessed_dataset_dir / f"{PLANS}.json", plans)
+def planner_feature_options(features: tuple[int, ...]) -> list[str]:
+    """``--base-features B --max-features M`` of the airway planner for per-stage ``features`` (B doubled per stage
+    up to M, as nnU-Net's planner widens its stages); DataError for features the planner cannot give."""
+    base, cap = int(features[0]), int(max(features))
+    planned = tuple(min(cap, base * 2**i) for i in range(len(features)))
+    if tuple(int(f) for f in features) != planned:
+        raise DataError(f"features {list(features)}: the airway planner widens stages by doubling the first up to a "
+                        f"cap; give e.g. {list(planned)} (base {base}, cap {cap})")
+    return ["--base-features", str(base), "--max-features", str(cap)]
 
 
 class TrainingProgress:

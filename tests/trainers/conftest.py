@@ -20,8 +20,9 @@ CONFIGURATION = "3d_fullres"
 SHAPE_ZYX = (48, 64, 64)
 TRAIN_CASES = ["phantom_000", "phantom_001", "phantom_002"]
 TEST_CASES = ["phantom_100"]
-TINY_PLANS = "nnUNetPlansTiny"  # the planned network with narrow stages and a smaller patch: fast on CPU
-TINY_FEATURES = [4, 8, 16, 16, 16, 16, 16, 16]
+TINY_PLANS = "nnUNetPlansTiny"  # the airway planner's network with narrow stages and a small patch: fast on CPU
+TINY_NNUNET_PLANS = "nnUNetPlansTinyNNUNet"  # the same plan with nnU-Net's network, for nnU-Net's own trainers
+TINY_FEATURES = [4, 8, 16, 16, 16]
 TINY_PATCH = [32, 64, 64]  # divisible by the planned total stride (8, 16, 16); two patches along z
 SUPPORT = Path(__file__).parent / "support"
 TEST_TRAINER = "nnUNetTrainerAirwayFRAD_TestTiny"
@@ -35,21 +36,26 @@ class PhantomDataset:
     dataset_id: int = DATASET_ID
     configuration: str = CONFIGURATION
     plans: str = TINY_PLANS
+    nnunet_plans: str = TINY_NNUNET_PLANS
     shape_zyx: tuple[int, int, int] = SHAPE_ZYX
     test_cases: tuple[str, ...] = tuple(TEST_CASES)
     test_trainer: str = TEST_TRAINER
 
+    def plans_for(self, trainer: str) -> str:
+        """The airway planner's plans for the airway trainers, its nnU-Net twin for nnU-Net's own."""
+        return self.plans if "Airway" in trainer else self.nnunet_plans
+
     def train_argv(self, trainer: str) -> list[str]:
-        return ["nnUNetv2_train", str(self.dataset_id), self.configuration, "0", "-tr", trainer, "-p", self.plans,
-                "-device", "cpu"]
+        return ["nnUNetv2_train", str(self.dataset_id), self.configuration, "0", "-tr", trainer, "-p",
+                self.plans_for(trainer), "-device", "cpu"]
 
     def predict_argv(self, trainer: str, images: Path, out: Path) -> list[str]:
         return ["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(self.dataset_id),
-                "-c", self.configuration, "-f", "0", "-tr", trainer, "-p", self.plans, "-device", "cpu",
+                "-c", self.configuration, "-f", "0", "-tr", trainer, "-p", self.plans_for(trainer), "-device", "cpu",
                 "-npp", "0", "-nps", "0"]
 
-    def tiny_plans(self) -> dict:
-        return json.loads((self.preprocessed / f"{self.plans}.json").read_text())
+    def tiny_plans(self, trainer: str = "nnUNetTrainerAirwayFRAD") -> dict:
+        return json.loads((self.preprocessed / f"{self.plans_for(trainer)}.json").read_text())
 
     @property
     def raw(self) -> Path:
@@ -116,16 +122,12 @@ def write_raw_dataset(raw: Path) -> None:
     })
 
 
-def write_tiny_plans(preprocessed: Path) -> None:
-    """A copy of the planned 3d_fullres configuration with narrow stages and a smaller patch (same strides and
-    preprocessed data)."""
-    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
-    plans["plans_name"] = TINY_PLANS
-    arch = plans["configurations"][CONFIGURATION]["architecture"]["arch_kwargs"]
-    arch["features_per_stage"] = TINY_FEATURES[: arch["n_stages"]]
-    plans["configurations"][CONFIGURATION]["batch_size"] = 2
-    plans["configurations"][CONFIGURATION]["patch_size"] = TINY_PATCH
-    write_json(preprocessed / f"{TINY_PLANS}.json", plans)
+def write_tiny_plans(dataset: PhantomDataset) -> None:
+    """The airway planner's plain preset with narrow stages and a smaller patch (nnU-Net's preprocessed data)."""
+    dataset.run("nnunet-airway", "plan", "-d", str(DATASET_ID), "--preset", "plain", "--plans-name", TINY_PLANS,
+                "--nnunet-plans-name", TINY_NNUNET_PLANS,
+                "--patch-size", *map(str, TINY_PATCH), "--base-features", str(TINY_FEATURES[0]),
+                "--max-features", str(max(TINY_FEATURES)), env=nnunet_env(dataset.root))
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +137,7 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> PhantomDataset:
     write_raw_dataset(dataset.raw)
     dataset.run("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION,
                 "--verify_dataset_integrity", "-np", "1", "-npfp", "1", env=nnunet_env(dataset.root))
-    write_tiny_plans(dataset.preprocessed)
+    write_tiny_plans(dataset)
     # nnU-Net uses an existing split file: two cases train fold 0, one validates it
     write_json(dataset.preprocessed / "splits_final.json", [{"train": TRAIN_CASES[:2], "val": TRAIN_CASES[2:]}])
     return dataset
