@@ -20,6 +20,7 @@ from nnunet_airway.model.distillation import (
     distillation_from_maps,
     entropies_from_maps,
 )
+from nnunet_airway.model.topology_losses import SkeletonRecallLoss, SoftClDiceLoss
 
 DISTILLATION_REDUCTIONS = ("sum", "mean")
 
@@ -85,29 +86,40 @@ class DiceFocalLoss(nn.Module):
 
 
 class SegmentationWithDistillation(nn.Module):
-    """``loss(output, target, decoder_features) = segmentation(output, target) + weight * L_distill(features)``.
+    """``loss(output, target, decoder_features) = segmentation(output, target) + weight * L_distill(features)
+    [+ topology_weight * topology(finest logits, ...)]``.
 
     Args:
         segmentation: e.g. ``DiceFocalLoss()``, or nnU-Net's ``DeepSupervisionWrapper`` around it.
         distillation_weight: weight of the distillation term (paper 0.1); 0 switches it off.
         distillation_reduction: "sum" (paper) or "mean" (released code), see ``distillation_from_maps``.
         p: exponent of the attention maps (paper 2).
+        topology: None, ``SkeletonRecallLoss()`` (takes the ``skeleton`` given to forward) or ``SoftClDiceLoss()``
+            (takes the target), on the full-resolution logits and target only; topology_weight: its weight (> 0).
 
-    ``forward(output, target, decoder_features=None, return_components=False)``: ``decoder_features`` are the
+    ``forward(output, target, decoder_features=None, return_components=False, skeleton=None)``: ``decoder_features`` are the
     network's decoder outputs of the same pass, coarse to fine (``FRADUNet(x, return_decoder_features=True)``);
     with a weight > 0 a training call (gradients on) needs them, a call without gradients (nnU-Net's validation
     step) is the segmentation loss alone. Returns the total, a scalar; with ``return_components`` also a dict
-    of detached float32 tensors: ``segmentation``, and with distillation ``distillation`` (the unweighted term)
-    and ``attention_entropy`` (per decoder scale, coarse to fine: see entropies_from_maps). Each attention map
+    of detached float32 tensors: ``segmentation``, with distillation ``distillation`` (the unweighted term)
+    and ``attention_entropy`` (per decoder scale, coarse to fine: see entropies_from_maps), with a topology loss
+    ``topology`` (unweighted; training calls only, like the distillation term). Each attention map
     is computed once per call, in float32; the term is added once, also when ``segmentation`` sums over scales.
     The loss keeps no state between calls.
     """
 
     def __init__(self, segmentation: nn.Module, distillation_weight: float, distillation_reduction: str = "sum",
-                 p: float = 2) -> None:
+                 p: float = 2, topology: nn.Module | None = None, topology_weight: float = 0.0) -> None:
         super().__init__()
         if distillation_weight < 0:
             raise ValueError(f"distillation_weight must be >= 0, got {distillation_weight}")
+        if (topology is None) != (topology_weight == 0) or topology_weight < 0:
+            raise ValueError(f"a topology loss needs a weight > 0 and a weight needs a loss, got {topology!r} and "
+                             f"{topology_weight}")
+        if topology is not None and not isinstance(topology, SkeletonRecallLoss | SoftClDiceLoss):
+            raise ValueError(f"topology must be SkeletonRecallLoss or SoftClDiceLoss, got {type(topology).__name__}")
+        self.topology = topology
+        self.topology_weight = float(topology_weight)
         if distillation_reduction not in DISTILLATION_REDUCTIONS:
             raise ValueError(f'distillation_reduction must be "sum" or "mean", got {distillation_reduction!r}')
         self.segmentation = segmentation
@@ -119,10 +131,26 @@ class SegmentationWithDistillation(nn.Module):
     def uses_decoder_features(self) -> bool:
         return self.distillation_weight > 0
 
+    @property
+    def uses_skeleton(self) -> bool:
+        return isinstance(self.topology, SkeletonRecallLoss)
+
     def forward(self, output, target, decoder_features: Sequence[Tensor] | None = None,
-                return_components: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+                return_components: bool = False, skeleton: Tensor | None = None
+                ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         loss = self.segmentation(output, target)
         components = {"segmentation": loss}
+        if self.topology is not None and torch.is_grad_enabled():
+            finest = output[0] if isinstance(output, list | tuple) else output
+            if self.uses_skeleton:
+                if skeleton is None:
+                    raise ValueError("the Skeleton Recall loss needs the tubed reference skeleton of the batch: "
+                                     "loss(output, target, decoder_features, skeleton=skeleton)")
+                term = self.topology(finest, skeleton)
+            else:
+                term = self.topology(finest, target[0] if isinstance(target, list | tuple) else target)
+            components["topology"] = term
+            loss = loss + self.topology_weight * term
         if self.uses_decoder_features and torch.is_grad_enabled():
             if decoder_features is None:
                 raise ValueError("distillation_weight > 0 needs the decoder features of the same forward pass: "

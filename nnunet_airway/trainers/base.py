@@ -23,11 +23,13 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_airway.model.losses import DiceFocalLoss, SegmentationWithDistillation
+from nnunet_airway.model.topology_losses import SkeletonRecallLoss, SoftClDiceLoss
 from nnunet_airway.trainers.compat import require_nnunetv2
 from nnunet_airway.trainers.declarations import PAPER_ADAM
 from nnunet_airway.trainers.loss_components import LossComponentsRecord
 from nnunet_airway.trainers.network import build_airway_network, network_depth
 from nnunet_airway.trainers.progress import epochs_from_log, write_progress
+from nnunet_airway.trainers.skeleton_transform import with_tubed_skeleton
 
 require_nnunetv2()  # nnunetv2 < 2.8 imports fine but cannot find these trainers: say what to install
 
@@ -56,7 +58,10 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
         distillation_reduction: "sum" (paper) or "mean" (the released code), see attention_distillation_loss;
         deep_supervision: nnU-Net-style deep supervision (off in the paper);
         optimiser: "nnunet" (nnU-Net's SGD with its poly schedule) or "paper-adam" (Adam, betas 0.5 and 0.999,
-            a constant learning rate of 2e-4, no weight decay; nnU-Net's epoch count and length stay).
+            a constant learning rate of 2e-4, no weight decay; nnU-Net's epoch count and length stay);
+        topology_loss: None, "skeleton_recall" (Kirchhoff et al. 2024: the tubed reference skeleton is made in
+            the data pipeline, trainers/skeleton_transform.py) or "cldice" (Shit et al. 2021), added to the loss
+            with ``topology_weight`` on the full-resolution output (model/topology_losses.py).
     The variants a user names are declared in trainers/declarations.py and made in trainers/variants.py.
     torch.compile follows nnU-Net (on for CUDA unless ``nnUNet_compile=f``, off on CPU); mixed precision on CUDA
     is nnU-Net's; gates, attention maps and losses are computed in float32 (docs/gpu.md). The loss components
@@ -68,6 +73,8 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
     distillation_reduction: str = "sum"
     deep_supervision: bool = False
     optimiser: str = "nnunet"
+    topology_loss: str | None = None
+    topology_weight: float = 0.0
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = DEFAULT_DEVICE) -> None:
@@ -119,8 +126,17 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
             weights = 0.5 ** np.arange(len(self._get_deep_supervision_scales()))
             weights[-1] = 1e-6 if self.is_ddp and not self._do_i_compile() else 0.0
             segmentation = DeepSupervisionWrapper(segmentation, weights / weights.sum())
+        topology = {None: None, "skeleton_recall": SkeletonRecallLoss, "cldice": SoftClDiceLoss}[self.topology_loss]
         return SegmentationWithDistillation(segmentation, self.distillation_weight,
-                                            distillation_reduction=self.distillation_reduction)
+                                            distillation_reduction=self.distillation_reduction,
+                                            topology=topology() if topology else None,
+                                            topology_weight=self.topology_weight)
+
+    def get_training_transforms(self, *args, **kwargs):
+        """nnU-Net's training transforms; with the Skeleton Recall loss, the tubed skeleton of every augmented
+        patch is appended to its segmentation (before the deep-supervision downsampling)."""
+        transforms = super().get_training_transforms(*args, **kwargs)
+        return with_tubed_skeleton(transforms) if self.topology_loss == "skeleton_recall" else transforms
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's training step (autocast on CUDA, its GradScaler, gradient clipping at 12), with the decoder
@@ -132,13 +148,17 @@ class AirwayTrainerBase(LossComponentsRecord, nnUNetTrainer):
             target = [t.to(self.device, non_blocking=True) for t in target]
         else:
             target = target.to(self.device, non_blocking=True)
+        skeleton = None
+        if self.loss.uses_skeleton:  # the data pipeline's second segmentation channel (TubedSkeletonTransform)
+            skeleton = (target[0] if isinstance(target, list) else target)[:, 1:]
+            target = [t[:, :1] for t in target] if isinstance(target, list) else target[:, :1]
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             if self.loss.uses_decoder_features:
                 output, decoder_features = self.network(data, return_decoder_features=True)
             else:
                 output, decoder_features = self.network(data), None
-            loss, components = self.loss(output, target, decoder_features, return_components=True)
+            loss, components = self.loss(output, target, decoder_features, return_components=True, skeleton=skeleton)
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.unscale_(self.optimizer)

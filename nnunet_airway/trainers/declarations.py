@@ -16,7 +16,9 @@ from typing import Any
 TABLE2 = "table2"  # a row of the paper's Table 2: stepped through by the tests, a default benchmark row, budget twin
 EXTRA = "extra"  # another setting of the full model: stepped through by the tests, no budget twin
 AD_VARIANT = "ad-variant"  # an ablation of the distillation term: budget twin, a benchmark row on request
-GROUPS = (TABLE2, EXTRA, AD_VARIANT)
+TOPOLOGY = "topology"  # a skeleton loss added to a Table 2 row: budget twin, a benchmark row on request
+GROUPS = (TABLE2, EXTRA, AD_VARIANT, TOPOLOGY)
+TOPOLOGY_LOSSES = (None, "skeleton_recall", "cldice")  # model/topology_losses.py
 PAPER_ADAM = "paper-adam"  # the paper's Adam at a constant 2e-4 (trainers/base.py)
 OPTIMISERS = ("nnunet", PAPER_ADAM)  # nnU-Net's SGD + poly schedule, or the paper's Adam
 BUDGET_SUFFIX = "_Budget"
@@ -37,8 +39,14 @@ class TrainerDeclaration:
     distillation_reduction: str = "sum"
     deep_supervision: bool = False
     optimiser: str = "nnunet"
+    topology_loss: str | None = None
+    topology_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.topology_loss not in TOPOLOGY_LOSSES:
+            raise ValueError(f"{self.name}: topology_loss must be one of {TOPOLOGY_LOSSES}, got {self.topology_loss!r}")
+        if (self.topology_loss is None) != (self.topology_weight == 0):
+            raise ValueError(f"{self.name}: a topology loss needs a positive weight, and a weight needs a loss")
         if self.group not in GROUPS:
             raise ValueError(f"{self.name}: group must be one of {GROUPS}, got {self.group!r}")
         if self.optimiser not in OPTIMISERS:
@@ -48,7 +56,7 @@ class TrainerDeclaration:
 
     @property
     def has_budget_twin(self) -> bool:
-        return self.group in (TABLE2, AD_VARIANT)
+        return self.group in (TABLE2, AD_VARIANT, TOPOLOGY)
 
     @property
     def budget_name(self) -> str:
@@ -57,7 +65,8 @@ class TrainerDeclaration:
     def class_attributes(self) -> dict[str, Any]:
         return {"recalibration": self.recalibration, "distillation_weight": self.distillation_weight,
                 "distillation_reduction": self.distillation_reduction, "deep_supervision": self.deep_supervision,
-                "optimiser": self.optimiser}
+                "optimiser": self.optimiser, "topology_loss": self.topology_loss,
+                "topology_weight": self.topology_weight}
 
 
 D = TrainerDeclaration
@@ -73,6 +82,10 @@ DECLARATIONS: tuple[TrainerDeclaration, ...] = (
     D("nnUNetTrainerAirwayAD_mean", "ad-mean", "Baseline + AD (mean)", "Baseline + AD with the released code's mean reduction (averaged over voxels)", AD_VARIANT, None, 0.1, "mean"),
     D("nnUNetTrainerAirwayAD_w001", "ad-w0.01", "Baseline + AD (weight 0.01)", "Baseline + AD at a tenth of the paper's weight (0.01), sum reduction", AD_VARIANT, None, 0.01),
     D("nnUNetTrainerAirwayAD_mean_w001", "ad-mean-w0.01", "Baseline + AD (mean, weight 0.01)", "Baseline + AD with the mean reduction at weight 0.01", AD_VARIANT, None, 0.01, "mean"),
+    D("nnUNetTrainerAirwayBaseline_SkelRecall", "baseline-skel", "Baseline + Skeleton Recall", "Baseline; Dice + focal + 1 x Skeleton Recall (Kirchhoff et al. 2024) on the tubed reference skeleton", TOPOLOGY, None, 0.0, topology_loss="skeleton_recall", topology_weight=1.0),
+    D("nnUNetTrainerAirwayFRAD_SkelRecall", "frad-skel", "Baseline + FR + AD + Skeleton Recall", "the paper's method; Dice + focal + 0.1 x attention distillation + 1 x Skeleton Recall", TOPOLOGY, "fr", 0.1, topology_loss="skeleton_recall", topology_weight=1.0),
+    D("nnUNetTrainerAirwayBaseline_clDice", "baseline-cldice", "Baseline + clDice", "Baseline; Dice + focal + 0.5 x soft clDice (Shit et al. 2021, 3 soft-skeleton iterations)", TOPOLOGY, None, 0.0, topology_loss="cldice", topology_weight=0.5),
+    D("nnUNetTrainerAirwayFRAD_clDice", "frad-cldice", "Baseline + FR + AD + clDice", "the paper's method; Dice + focal + 0.1 x attention distillation + 0.5 x soft clDice", TOPOLOGY, "fr", 0.1, topology_loss="cldice", topology_weight=0.5),
 )
 del D
 

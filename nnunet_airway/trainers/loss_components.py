@@ -4,7 +4,8 @@ The airway trainers' ``train_step`` returns the loss's components beside nnU-Net
 SegmentationWithDistillation); at the end of every training epoch their means over the epoch's iterations,
 and under DDP over every rank's iterations (gathered as nnU-Net gathers its loss), are appended to
 ``loss_components.json`` in the output folder (``.../fold_<n>``): a list of ``{"epoch", "segmentation",
-"distillation", "attention_entropy"}`` (the last two only with attention distillation). A resumed run keeps
+"distillation", "attention_entropy", "topology"}`` (distillation and entropies only with attention distillation,
+topology only with a skeleton loss). A resumed run keeps
 the entries of the epochs before it; rank 0 writes.
 """
 
@@ -20,7 +21,7 @@ import torch.distributed as dist
 from nnunet_airway.writing import write_json
 
 LOSS_COMPONENTS_FILE = "loss_components.json"
-COMPONENTS = ("segmentation", "distillation", "attention_entropy")  # the keys train_step may return
+COMPONENTS = ("segmentation", "distillation", "attention_entropy", "topology")  # the keys train_step may return
 
 
 def read_loss_components(output_folder: str | Path) -> list[dict[str, Any]]:

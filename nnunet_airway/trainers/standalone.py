@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_airway.model.topology_losses import tubed_skeleton
+
 CONFIGURATION = "3d_fullres"
 DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "airway": 1}, "numTraining": 1,
                 "file_ending": ".nii.gz"}
@@ -103,13 +105,17 @@ def build_trainer(trainer_class: type[nnUNetTrainer], plans: dict, device: torch
 def synthetic_batch(trainer: nnUNetTrainer, generator: torch.Generator, data_scale: float = 1.0) -> dict:
     """{'data': (B, 1, *patch) float32, 'target': (B, 1, *patch) int16 or a list per deep-supervision scale}.
 
-    The target marks voxels of a smoothed random image above its 80th percentile (blobs, about 20 % airway).
+    The target marks voxels of a smoothed random image above its 80th percentile (blobs, about 20 % airway);
+    for a Skeleton Recall trainer its tubed skeleton follows as a second channel, as the data pipeline adds it.
     """
     batch_size = trainer.configuration_manager.batch_size
     patch = [int(p) for p in trainer.configuration_manager.patch_size]
     data = torch.randn(batch_size, 1, *patch, generator=generator)
     smooth = F.avg_pool3d(data, 3, 1, 1)
     target = (smooth > torch.quantile(smooth.flatten()[::97], 0.8)).to(torch.int16)
+    if getattr(trainer, "topology_loss", None) == "skeleton_recall":  # what TubedSkeletonTransform appends
+        tubes = [torch.from_numpy(tubed_skeleton(sample[0].numpy())) for sample in target]
+        target = torch.cat((target, torch.stack(tubes)[:, None].to(target.dtype)), dim=1)
     data = data * data_scale
     scales = trainer._get_deep_supervision_scales()
     if scales is None:

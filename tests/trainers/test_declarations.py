@@ -13,6 +13,7 @@ from nnunet_airway.trainers.declarations import (
     EXTRA,
     NNUNET_DEFAULT_BUDGET,
     TABLE2,
+    TOPOLOGY,
     TrainerDeclaration,
     budget_names,
     declared,
@@ -35,7 +36,9 @@ def test_groups_decide_the_lists() -> None:
     assert [d.key for d in declared(TABLE2)] == ["baseline", "cse", "pe", "fr", "ad", "frad"]
     assert [d.key for d in declared(EXTRA)] == ["frad-ds", "frad-adam"]
     assert budget_names()[0] == NNUNET_DEFAULT_BUDGET
-    assert set(budget_names()[1:]) == {d.name + "_Budget" for d in (*declared(TABLE2), *declared(AD_VARIANT))}
+    assert set(budget_names()[1:]) == {d.name + "_Budget" for d in (*declared(TABLE2), *declared(AD_VARIANT),
+                                                                      *declared(TOPOLOGY))}
+    assert [d.key for d in declared(TOPOLOGY)] == ["baseline-skel", "frad-skel", "baseline-cldice", "frad-cldice"]
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -40,7 +40,7 @@ MEAN_REDUCTION = {"nnUNetTrainerAirwayAD_mean", "nnUNetTrainerAirwayAD_mean_w001
 
 def make_trainer(name: str, dataset):
     trainer_class = recursive_find_trainer_class_by_name(name)  # through nnUNet_extTrainer, as nnU-Net does
-    plans = dataset.tiny_plans()
+    plans = dataset.tiny_plans(name)
     plans["continue_training"] = False
     dataset_json = json.loads((dataset.preprocessed / "dataset.json").read_text())
     return trainer_class(plans, dataset.configuration, 0, dataset_json, device=torch.device("cpu"))
@@ -82,8 +82,18 @@ def test_trainer_builds_steps_and_loads_strictly_for_prediction(name: str, phant
     assert isinstance(batch["target"], list) == deep_supervision
     before = [p.detach().clone() for p in network.parameters()]
     network.train()
-    loss = float(trainer.train_step(batch)["loss"])
+    target = batch["target"][0] if deep_supervision else batch["target"]
+    if declaration.topology_loss == "skeleton_recall":  # the data pipeline appended the tubed skeleton
+        assert target.shape[1] == 2 and target[:, 1].sum() > 0
+        assert bool(((target[:, 1] > 0) <= (target[:, 0] > 0)).all())  # inside the label
+    else:
+        assert target.shape[1] == 1
+    outputs = trainer.train_step(batch)
+    loss = float(outputs["loss"])
     assert math.isfinite(loss)  # eq. 7 uses the negative Dice, so the loss may be below 0
+    assert ("topology" in outputs) == (declaration.topology_loss is not None)
+    if declaration.topology_loss:
+        assert 0.0 <= float(outputs["topology"]) <= 1.0
     assert any(not torch.equal(b, p) for b, p in zip(before, network.parameters(), strict=True))
 
     predictor_network = cls.build_network_architecture(
