@@ -3,8 +3,10 @@
     python benchmarks/bench_trainer.py                       # CPU-sized defaults
     python benchmarks/bench_trainer.py --shape 160 224 224 --predict-shape 400 512 512 --features 32 64 128 256 320
 
-Writes phantoms, runs the real nnUNetv2_plan_and_preprocess (3d_fullres) in a temporary folder, then measures
-each trainer in its own process on the same plans (optionally with narrower --features):
+Writes phantoms, runs the real nnUNetv2_plan_and_preprocess (3d_fullres) and the airway planner (``nnunet-airway
+plan --preset plain``, which also writes the same plan with nnU-Net's network for nnUNetTrainer) in a temporary
+folder, then measures each trainer in its own process on the same patch and batch (optionally with narrower
+--features):
   * ms per training iteration, data loading included (``train_step(next(dataloader))``), after warm-up;
   * peak memory of training: CUDA max_memory_allocated, or on CPU the rise of the process's peak RSS over
     its RSS after initialisation (an approximation: allocator caching and the data loader count too);
@@ -34,10 +36,22 @@ TRAINERS = {
     "nnUNetTrainerAirwayBaseline": "nnunet_airway.trainers.variants",
     "nnUNetTrainerAirwayFRAD": "nnunet_airway.trainers.variants",
 }
+# --topology: the skeleton-loss trainers, each against the same trainer without the loss
+TOPOLOGY_TRAINERS = {
+    "nnUNetTrainerAirwayBaseline_SkelRecall": "nnUNetTrainerAirwayBaseline",
+    "nnUNetTrainerAirwayBaseline_clDice": "nnUNetTrainerAirwayBaseline",
+    "nnUNetTrainerAirwayFRAD_SkelRecall": "nnUNetTrainerAirwayFRAD",
+    "nnUNetTrainerAirwayFRAD_clDice": "nnUNetTrainerAirwayFRAD",
+}
 PREDICTED = ["nnUNetTrainerAirwayBaseline", "nnUNetTrainerAirwayFRAD"]
 DATASET_ID = 950
 DATASET = f"Dataset{DATASET_ID}_AirwayBench"
-PLANS = "nnUNetPlansBench"
+PLANS = "nnUNetAirwayPlansBench"  # the airway planner's plan
+NNUNET_PLANS = "nnUNetPlansBench"  # the same plan with nnU-Net's network, for nnUNetTrainer
+
+
+def plans_for(trainer: str) -> str:
+    return PLANS if trainer.startswith("nnUNetTrainerAirway") else NNUNET_PLANS
 
 
 def rss_mib() -> float:
@@ -58,10 +72,11 @@ def measure(args: argparse.Namespace) -> dict:
 
     device = torch.device(args.device)
     root = Path(os.environ["nnUNet_preprocessed"]) / DATASET
-    plans = load_json(str(root / f"{PLANS}.json"))
+    plans = load_json(str(root / f"{plans_for(args.child)}.json"))
     plans["continue_training"] = False
     dataset_json = load_json(str(root / "dataset.json"))
-    trainer_class = getattr(importlib.import_module(TRAINERS[args.child]), args.child)
+    module = TRAINERS.get(args.child, "nnunet_airway.trainers.variants")
+    trainer_class = getattr(importlib.import_module(module), args.child)
     trainer = trainer_class(plans, "3d_fullres", 0, dataset_json, device=device)
     trainer.initialize()
     result: dict = {"trainer": args.child}
@@ -74,15 +89,20 @@ def measure(args: argparse.Namespace) -> dict:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         rss_before = rss_mib()
+        loading = 0.0
         start = time.perf_counter()
         for _ in range(args.iterations):
-            trainer.train_step(next(loader))
+            fetched = time.perf_counter()
+            batch = next(loader)  # nnU-Net's data loading and augmentation (the skeleton transform included)
+            loading += time.perf_counter() - fetched
+            trainer.train_step(batch)
         if device.type == "cuda":
             torch.cuda.synchronize()
             result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
         else:
             result["peak_mib"] = peak_rss_mib() - rss_before
         result["ms_per_iteration"] = 1000 * (time.perf_counter() - start) / args.iterations
+        result["ms_loading"] = 1000 * loading / args.iterations
     else:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -120,16 +140,18 @@ def prepare(root: Path, args: argparse.Namespace) -> dict[str, str]:
     subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres",
                     "-np", "1", "-npfp", "1"], env=env, check=True, capture_output=True)
     preprocessed = root / "preprocessed" / DATASET
-    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
-    plans["plans_name"] = PLANS
-    config = plans["configurations"]["3d_fullres"]
+    features = []
     if args.features:
-        n_stages = config["architecture"]["arch_kwargs"]["n_stages"]
-        features = (args.features + [args.features[-1]] * n_stages)[:n_stages]
-        config["architecture"]["arch_kwargs"]["features_per_stage"] = features
+        base, cap = args.features[0], max(args.features)
+        features = ["--base-features", str(base), "--max-features", str(cap)]
+    subprocess.run([sys.executable, "-m", "nnunet_airway", "plan", "-d", str(DATASET_ID), "--preset", "plain",
+                    "--plans-name", PLANS, "--nnunet-plans-name", NNUNET_PLANS, *features], env=env, check=True,
+                   capture_output=True)
     if args.batch_size:
-        config["batch_size"] = args.batch_size
-    write_json(preprocessed / f"{PLANS}.json", plans)
+        for name in (PLANS, NNUNET_PLANS):
+            plans = json.loads((preprocessed / f"{name}.json").read_text())
+            plans["configurations"]["3d_fullres"]["batch_size"] = args.batch_size
+            write_json(preprocessed / f"{name}.json", plans)
     write_json(preprocessed / "splits_final.json", [{"train": [f"phantom_{i:03d}" for i in range(args.cases)],
                                                      "val": ["phantom_000"]}])
     return env
@@ -148,13 +170,18 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=[64, 96, 96], help="phantom shape (Z Y X)")
     parser.add_argument("--cases", type=int, default=2)
     parser.add_argument("--features", type=int, nargs="*", default=[8, 16, 32, 64, 64],
-                        help="features per stage (padded with the last); none = the plans' own")
+                        help="features per stage as the planner widens them (the first doubled up to the largest); "
+                             "none = nnU-Net's 32-320")
     parser.add_argument("--batch-size", type=int, default=0, help="0 = the plans' batch size")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the fastest run and the median memory are reported")
     parser.add_argument("--predict-shape", type=int, nargs=3, default=[64, 128, 128])
     parser.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    parser.add_argument("--topology", action="store_true",
+                        help="also the skeleton-loss trainers, each against the same trainer without the loss "
+                             "(iteration and data-loading time; goal: at most 1.15x per iteration)")
+    parser.add_argument("--no-predict", action="store_true", help="leave the prediction timing out")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="train", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,12 +195,14 @@ def main() -> None:
             env.setdefault("nnUNet_n_proc_DA", "0")
         plans = json.loads((Path(tmp) / "preprocessed" / DATASET / f"{PLANS}.json").read_text())
         config = plans["configurations"]["3d_fullres"]
-        runs: dict[str, list[dict]] = {name: [] for name in TRAINERS}
-        predictions: dict[str, list[float]] = {name: [] for name in PREDICTED}
+        trained = [*TRAINERS, *(TOPOLOGY_TRAINERS if args.topology else [])]
+        predicted = [] if args.no_predict else PREDICTED
+        runs: dict[str, list[dict]] = {name: [] for name in trained}
+        predictions: dict[str, list[float]] = {name: [] for name in predicted}
         for _ in range(args.repeats):
-            for name in TRAINERS:
+            for name in trained:
                 runs[name].append(run_child(env, args, name, "train"))
-            for name in PREDICTED:
+            for name in predicted:
                 predictions[name].append(run_child(env, args, name, "predict")["predict_s"])
 
     def median(name: str, key: str) -> float:
@@ -192,6 +221,15 @@ def main() -> None:
     for name in TRAINERS:
         ms, mem = fastest(name, "ms_per_iteration"), median(name, "peak_mib")
         print(f"{name:32s} {ms:9.1f} {ms / base_ms:10.2f} {mem:9.1f} {mem / base_mem:10.2f}")
+    if args.topology:
+        print("skeleton losses, each against the same trainer without it (fastest run; data loading = next(loader)):")
+        print(f"{'trainer':40s} {'ms/iter':>9s} {'x without':>9s} {'ms loading':>10s} {'x without':>9s}")
+        for name, without in TOPOLOGY_TRAINERS.items():
+            ms, load = fastest(name, "ms_per_iteration"), fastest(name, "ms_loading")
+            print(f"{name:40s} {ms:9.1f} {ms / fastest(without, 'ms_per_iteration'):9.2f} {load:10.1f} "
+                  f"{load / fastest(without, 'ms_loading'):9.2f}")
+    if not predicted:
+        return
     base_s = min(predictions["nnUNetTrainerAirwayBaseline"])
     print(f"prediction of {args.predict_shape} (sliding window, mirroring):")
     for name in PREDICTED:

@@ -40,8 +40,10 @@ from nnunet_airway.evaluation.comparison import bd_by_generation, mean_std, pair
 from nnunet_airway.trainers.budget_variables import EPOCHS_VARIABLE
 from nnunet_airway.trainers.declarations import (
     AD_VARIANT,
+    BY_KEY,
     NNUNET_DEFAULT_BUDGET,
     TABLE2,
+    TOPOLOGY,
     TrainerDeclaration,
     declared,
 )
@@ -52,6 +54,7 @@ class Row(NamedTuple):
     label: str
     trainer: str
     distillation_weight: float = 0.0  # of the trainer, for the distillation report
+    backbone: str = "plain"  # the airway planner's preset the row's plans come from (one experiment per backbone)
 
 
 def _row(declaration: TrainerDeclaration) -> Row:
@@ -60,6 +63,15 @@ def _row(declaration: TrainerDeclaration) -> Row:
 
 # the paper's Table 2, plus nnU-Net's own default trainer, in table order (trainers/declarations.py)
 ROWS = {"nnunet": Row("nnU-Net default", NNUNET_DEFAULT_BUDGET), **{d.key: _row(d) for d in declared(TABLE2)}}
+# rows on request (--rows): the skeleton losses on Baseline and FR+AD, and both models on nnU-Net's residual
+# encoder (ResEnc M preset, same patch, features and budget; about 3x the plain network's CPU time per iteration)
+EXTRA_ROWS = {
+    **{d.key: _row(d) for d in declared(TOPOLOGY)},
+    "nnunet-resenc": Row("nnU-Net default (ResEnc M)", NNUNET_DEFAULT_BUDGET, backbone="resenc-m"),
+    "frad-resenc": Row("Baseline + FR + AD (ResEnc M)", BY_KEY["frad"].budget_name, BY_KEY["frad"].distillation_weight,
+                       backbone="resenc-m"),
+}
+ALL_ROWS = {**ROWS, **EXTRA_ROWS}
 # Baseline + AD with the released code's mean reduction and/or a tenth of the paper's weight
 AD_VARIANTS = {d.key: _row(d) for d in declared(AD_VARIANT)}
 REFERENCES = ("Baseline", "nnU-Net default")  # each row's paired differences are taken against these
@@ -101,19 +113,40 @@ def phantom_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def selected_rows(args: argparse.Namespace) -> list[Row]:
-    return [ROWS[key] for key in args.rows] + [AD_VARIANTS[key] for key in args.ad_variants]
+    return [ALL_ROWS[key] for key in args.rows] + [AD_VARIANTS[key] for key in args.ad_variants]
 
 
 def run_seed(args: argparse.Namespace, rows: list[Row], seed: int, device: str) -> tuple[dict[str, dict], float]:
+    """:func:`run_backbone` for each backbone the rows use (the plain one in ``seed_<seed>``, another in
+    ``seed_<seed>_<backbone>`` with its own data set id: the same phantoms, planned with that preset)."""
+    results: dict[str, dict] = {}
+    seconds = 0.0
+    for index, backbone in enumerate(dict.fromkeys(row.backbone for row in rows)):
+        chosen = [row for row in rows if row.backbone == backbone]
+        found, spent = run_backbone(args, chosen, seed, device, backbone, offset=20 * index)
+        results.update(found)
+        seconds += spent
+    return {row.label: results[row.label] for row in rows}, seconds
+
+
+def backbone_tag(backbone: str) -> str:
+    """"" for the plain backbone, e.g. "ResEncM" for "resenc-m" (in data set names)."""
+    return "" if backbone == "plain" else "ResEnc" + backbone.split("-")[-1].upper()
+
+
+def run_backbone(args: argparse.Namespace, rows: list[Row], seed: int, device: str, backbone: str = "plain",
+                 offset: int = 0) -> tuple[dict[str, dict], float]:
     """Train, predict and evaluate every row on the phantom data set of ``seed``; per row label its cases
     (keyed ``seed<seed>/<case>``), training seconds and per-epoch loss components; and the seconds of the
     stages these rows needed, whichever invocation ran them."""
+    suffix = "" if backbone == "plain" else f"_{backbone}"
     settings = DemoSettings(cases=args.train_cases, test_cases=args.test_cases, seed=seed,
                             iterations_per_epoch=args.iterations_per_epoch, shape_zyx=tuple(args.shape),
-                            dataset_id=args.dataset_id + seed, dataset_name=f"AirwayThinBranches{seed}",
-                            features=tuple(args.features), patch_zyx=tuple(args.patch))
+                            dataset_id=args.dataset_id + seed + offset,
+                            dataset_name=f"AirwayThinBranches{seed}{backbone_tag(backbone)}",
+                            features=tuple(args.features), patch_zyx=tuple(args.patch), backbone=backbone)
     budget = {EPOCHS_VARIABLE: str(args.epochs)}  # iterations per epoch: from the settings
-    experiment = PhantomExperiment(args.workdir / f"seed_{seed}", settings, device,
+    experiment = PhantomExperiment(args.workdir / f"seed_{seed}{suffix}", settings, device,
                                    tuple(row.trainer for row in rows), budget, phantom_options=args.phantom_options,
                                    attention_maps=False)
     state = experiment.run()
@@ -323,9 +356,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, default=Path("thin_branches_work"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS),
-                        help="Table 2 rows to run (default all): " + ", ".join(f"{k} = {r.label}"
-                                                                              for k, r in ROWS.items()))
+    parser.add_argument("--rows", nargs="+", choices=list(ALL_ROWS), default=list(ROWS),
+                        help="rows to run (default: the Table 2 rows): " + ", ".join(
+                            f"{k} = {r.label}" for k, r in ALL_ROWS.items()))
     parser.add_argument("--ad-variants", nargs="*", choices=list(AD_VARIANTS), default=[],
                         help="extra rows: " + ", ".join(f"{k} = {r.label}" for k, r in AD_VARIANTS.items()))
     parser.add_argument("--train-cases", type=int_at_least(2))
@@ -344,7 +377,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap-resamples", type=int, default=10_000)
     parser.add_argument("--bootstrap-seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--dataset-id", type=int, default=960, help="first nnU-Net data set id (one per seed)")
+    parser.add_argument("--dataset-id", type=int, default=960,
+                        help="first nnU-Net data set id (one per seed; rows on another backbone: 20 more)")
     return parser
 
 

@@ -145,6 +145,35 @@ def test_rows_come_from_the_trainer_declarations(thin) -> None:
     from nnunet_airway.trainers.declarations import AD_VARIANT, TABLE2, declared
 
     assert list(thin.ROWS) == ["nnunet", *(d.key for d in declared(TABLE2))]
-    assert thin.ROWS["frad"] == ("Baseline + FR + AD", "nnUNetTrainerAirwayFRAD_Budget", 0.1)
+    assert thin.ROWS["frad"] == ("Baseline + FR + AD", "nnUNetTrainerAirwayFRAD_Budget", 0.1, "plain")
     assert {key: row.trainer for key, row in thin.AD_VARIANTS.items()} == {
         d.key: d.name + "_Budget" for d in declared(AD_VARIANT)}
+
+
+def test_skeleton_loss_and_residual_encoder_rows_are_there_on_request(thin) -> None:
+    args = thin.parse_arguments(["--rows", "baseline", "frad", "baseline-skel", "frad-skel", "baseline-cldice",
+                                 "frad-cldice", "nnunet-resenc", "frad-resenc"])
+    rows = thin.selected_rows(args)
+    assert [r.trainer for r in rows[2:6]] == ["nnUNetTrainerAirwayBaseline_SkelRecall_Budget",
+                                              "nnUNetTrainerAirwayFRAD_SkelRecall_Budget",
+                                              "nnUNetTrainerAirwayBaseline_clDice_Budget",
+                                              "nnUNetTrainerAirwayFRAD_clDice_Budget"]
+    assert [r.backbone for r in rows] == ["plain"] * 6 + ["resenc-m"] * 2
+    assert len({r.label for r in rows}) == len(rows)
+    assert "nnunet-resenc" not in thin.parse_arguments([]).rows  # not in the default run
+
+
+def test_rows_on_another_backbone_get_their_own_experiment_and_data_set(thin, monkeypatch) -> None:
+    calls = []
+
+    def fake_backbone(args, rows, seed, device, backbone="plain", offset=0):
+        calls.append((backbone, offset, [r.label for r in rows]))
+        return {r.label: {"backbone": backbone} for r in rows}, 1.0
+
+    monkeypatch.setattr(thin, "run_backbone", fake_backbone)
+    args = thin.parse_arguments(["--rows", "frad-resenc", "baseline", "nnunet-resenc"])
+    results, seconds = thin.run_seed(args, thin.selected_rows(args), 0, "cpu")
+    assert calls == [("resenc-m", 0, ["Baseline + FR + AD (ResEnc M)", "nnU-Net default (ResEnc M)"]),
+                     ("plain", 20, ["Baseline"])]
+    assert list(results) == ["Baseline + FR + AD (ResEnc M)", "Baseline", "nnU-Net default (ResEnc M)"]
+    assert seconds == 2.0 and thin.backbone_tag("resenc-m") == "ResEncM" and thin.backbone_tag("plain") == ""
