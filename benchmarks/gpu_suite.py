@@ -125,86 +125,67 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def child_steps(args: argparse.Namespace, sizes: Sizes) -> None:
-    """One line of JSON per trainer appended to args.result: ms per train_step and peak memory."""
-    import torch
-
-    from nnunet_airway.trainers.standalone import build_trainer, plans_for, set_seed, synthetic_batch
-
-    device = torch.device(args.device)
-    # nnU-Net also compiles its Dice loss when it compiles the network (nnUNetTrainer._build_loss)
-    os.environ["nnUNet_compile"] = "f" if args.mode == "eager" else "t"
-    spec = sizes.patches[args.patch]
-    plans = plans_for(spec["patch"], spec["features"], spec["strides"], sizes.batch_size)
-    for name in args.trainers:
-        set_seed(0)
-        backend = None if args.mode == "eager" else ("aot_eager" if args.dry_run else "inductor")
-        trainer = build_trainer(trainer_class(name), plans, device, compile_backend=backend)
-        batch = synthetic_batch(trainer, torch.Generator().manual_seed(0))
-        batch = {"data": batch["data"].to(device), "target": _to(batch["target"], device)}
-        trainer.network.train()
-        start = time.perf_counter()
-        for _ in range(sizes.warmup):
-            loss = float(trainer.train_step(batch)["loss"])
-        warmup_s = time.perf_counter() - start
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        for _ in range(sizes.iterations):
-            loss = float(trainer.train_step(batch)["loss"])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        ms = 1000 * (time.perf_counter() - start) / sizes.iterations
-        peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-        _append(args.result, {"trainer": name, "patch": args.patch, "mode": args.mode, "ms_per_step": ms,
-                              "peak_mib": peak, "warmup_s": warmup_s, "loss": loss})
-        del trainer, batch
-        free_memory()
-
-
-def child_atm26(args: argparse.Namespace, sizes: Sizes) -> None:
-    """One line of JSON per trainer: train_step ms and peak memory on the planned ATM'26 3d_fullres plans of one
-    preset (args.patch), nnUNetTrainer on the same plan with nnU-Net's network, and the planner's estimate."""
+def time_train_steps(name: str, plans: dict, args: argparse.Namespace, sizes: Sizes) -> dict:
+    """Build trainer ``name`` from ``plans`` (compiled unless args.mode is eager), step it on a synthetic batch
+    sizes.warmup + sizes.iterations times; ms per step, peak CUDA MiB (None on CPU), warm-up s, last loss."""
     import torch
 
     from nnunet_airway.trainers.standalone import build_trainer, set_seed, synthetic_batch
 
     device = torch.device(args.device)
+    set_seed(0)
+    backend = None if args.mode == "eager" else ("aot_eager" if args.dry_run else "inductor")
+    trainer = build_trainer(trainer_class(name), plans, device, compile_backend=backend)
+    batch = synthetic_batch(trainer, torch.Generator().manual_seed(0))
+    batch = {"data": batch["data"].to(device), "target": _to(batch["target"], device)}
+    trainer.network.train()
+    start = time.perf_counter()
+    for _ in range(sizes.warmup):
+        loss = float(trainer.train_step(batch)["loss"])
+    warmup_s = time.perf_counter() - start
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(sizes.iterations):
+        loss = float(trainer.train_step(batch)["loss"])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    ms = 1000 * (time.perf_counter() - start) / sizes.iterations
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    del trainer, batch
+    free_memory()
+    return {"ms_per_step": ms, "peak_mib": peak, "warmup_s": warmup_s, "loss": loss}
+
+
+def child_steps(args: argparse.Namespace, sizes: Sizes) -> None:
+    """One line of JSON per trainer appended to args.result: ms per train_step and peak memory."""
+    from nnunet_airway.trainers.standalone import plans_for
+
+    # nnU-Net also compiles its Dice loss when it compiles the network (nnUNetTrainer._build_loss)
+    os.environ["nnUNet_compile"] = "f" if args.mode == "eager" else "t"
+    spec = sizes.patches[args.patch]
+    plans = plans_for(spec["patch"], spec["features"], spec["strides"], sizes.batch_size)
+    for name in args.trainers:
+        timing = time_train_steps(name, plans, args, sizes)
+        _append(args.result, {"trainer": name, "patch": args.patch, "mode": args.mode, **timing})
+
+
+def child_atm26(args: argparse.Namespace, sizes: Sizes) -> None:
+    """One line of JSON per trainer: train_step ms and peak memory on the planned ATM'26 3d_fullres plans of one
+    preset (args.patch), nnUNetTrainer on the same plan with nnU-Net's network, and the planner's estimate."""
     os.environ["nnUNet_compile"] = "f" if args.mode == "eager" else "t"
     folder = Path(os.environ["nnUNet_preprocessed"]) / ATM26_DATASET
     airway_name, nnunet_name = ATM26_PRESETS[args.patch]
     for name in args.trainers:
         plans = json.loads((folder / f"{nnunet_name if name == PLAIN else airway_name}.json").read_text())
         config = plans["configurations"]["3d_fullres"]
-        set_seed(0)
-        backend = None if args.mode == "eager" else ("aot_eager" if args.dry_run else "inductor")
-        trainer = build_trainer(trainer_class(name), plans, device, compile_backend=backend)
-        batch = synthetic_batch(trainer, torch.Generator().manual_seed(0))
-        batch = {"data": batch["data"].to(device), "target": _to(batch["target"], device)}
-        trainer.network.train()
-        start = time.perf_counter()
-        for _ in range(sizes.warmup):
-            loss = float(trainer.train_step(batch)["loss"])
-        warmup_s = time.perf_counter() - start
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        for _ in range(sizes.iterations):
-            loss = float(trainer.train_step(batch)["loss"])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+        timing = time_train_steps(name, plans, args, sizes)
         _append(args.result, {
             "trainer": name, "patch": f"ATM'26 {args.patch}", "mode": args.mode,
             "network": config["architecture"]["network_class_name"].split(".")[-1],
             "plan_patch": config["patch_size"], "batch_size": config["batch_size"],
-            "ms_per_step": 1000 * (time.perf_counter() - start) / sizes.iterations, "peak_mib": peak,
-            "estimate_gib": plans["airway_planner"]["estimates"]["3d_fullres"]["memory_estimate_gib"],
-            "warmup_s": warmup_s, "loss": loss})
-        del trainer, batch
-        free_memory()
+            "estimate_gib": plans["airway_planner"]["estimates"]["3d_fullres"]["memory_estimate_gib"], **timing})
 
 
 def child_predict(args: argparse.Namespace, sizes: Sizes) -> None:
@@ -485,9 +466,9 @@ def main() -> None:
         plan += [("atm26", preset, "eager", ATM26_TRAINERS) for preset in ATM26_PRESETS]
         plan.append(("predict", next(iter(sizes.patches)), "eager", PREDICT_TRAINERS))
         compiled = [("steps", patch, "compiled", sizes.compiled_trainers) for patch in sizes.patches]
-        # the dry run compiles FR+AD on the plain preset only (the same code path on the other)
-        compiled += [("atm26", preset, "compiled", ATM26_COMPILED if not args.dry_run else ATM26_COMPILED[:1])
-                     for preset in ATM26_PRESETS if not args.dry_run or preset == "plain"]
+        # the dry run's compiled steps above take the same code path (time_train_steps) as these
+        compiled += [("atm26", preset, "compiled", ATM26_COMPILED) for preset in ATM26_PRESETS
+                     if not args.dry_run]
         plan += compiled
         for index, (kind, patch, mode, trainers) in enumerate(plan):
             if index == len(plan) - len(compiled):  # the training before the compiled steps

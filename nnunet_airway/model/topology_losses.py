@@ -45,12 +45,15 @@ def tubed_skeleton(label: np.ndarray, radius: int = 1) -> np.ndarray:
     return skeleton.astype(np.uint8)
 
 
-def _foreground_probability(logits: Tensor) -> Tensor:
-    """Softmax probability of every class but 0, summed: (N, 1, D, H, W) float32."""
+def _probability_and_mask(logits: Tensor, mask: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    """The softmax probability of every class but 0, summed, and ``mask > 0``: both (N, 1, D, H, W) float32
+    (call with autocast off). ValueError naming ``name`` when ``mask`` is not that shape."""
     if logits.dim() != 5 or logits.shape[1] < 2:
         raise ValueError(f"expected logits (N, C >= 2, D, H, W), got {tuple(logits.shape)}")
-    probabilities = torch.softmax(logits.float(), dim=1)
-    return 1.0 - probabilities[:, :1]
+    probability = 1.0 - torch.softmax(logits.float(), dim=1)[:, :1]
+    if mask.shape != probability.shape:
+        raise ValueError(f"{name} must be (N, 1, D, H, W) = {tuple(probability.shape)}, got {tuple(mask.shape)}")
+    return probability, (mask > 0).float()
 
 
 SPATIAL = (1, 2, 3, 4)  # the sums of both losses: per sample over channel and space, then the batch mean
@@ -74,11 +77,7 @@ class SkeletonRecallLoss(nn.Module):
 
     def forward(self, logits: Tensor, skeleton: Tensor) -> Tensor:
         with torch.autocast(logits.device.type, enabled=False):
-            probability = _foreground_probability(logits)
-            if skeleton.shape != probability.shape:
-                raise ValueError(f"skeleton must be (N, 1, D, H, W) = {tuple(probability.shape)}, got "
-                                 f"{tuple(skeleton.shape)}")
-            target = (skeleton > 0).float()
+            probability, target = _probability_and_mask(logits, skeleton, "skeleton")
             total = target.sum(SPATIAL)
             recall = ((probability * target).sum(SPATIAL) + self.smooth) / (total + self.smooth)
             return torch.where(total > 0, 1.0 - recall, torch.zeros_like(recall)).mean()
@@ -128,11 +127,7 @@ class SoftClDiceLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         with torch.autocast(logits.device.type, enabled=False):
-            probability = _foreground_probability(logits)
-            if target.shape != probability.shape:
-                raise ValueError(f"target must be (N, 1, D, H, W) = {tuple(probability.shape)}, got "
-                                 f"{tuple(target.shape)}")
-            reference = (target > 0).float()
+            probability, reference = _probability_and_mask(logits, target, "target")
             skeleton_prediction = soft_skeleton(probability, self.iterations)
             skeleton_reference = soft_skeleton(reference, self.iterations)
             precision = (((skeleton_prediction * reference).sum(SPATIAL) + self.smooth)

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_airway.trainers.declarations import DECLARATIONS
 from nnunet_airway.trainers.loss_components import read_loss_components
 
 pytestmark = pytest.mark.slow
@@ -42,9 +41,12 @@ def run_single(trainer: str, tmp_path: Path, world_size: int = 2) -> None:
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
 
-# every declaration, but one trainer per skeleton loss (the loss is the same on either model)
-DDP_TRAINERS = [d.name for d in DECLARATIONS if d.topology_loss is None] + [
-    "nnUNetTrainerAirwayFRAD_SkelRecall", "nnUNetTrainerAirwayBaseline_clDice"]
+# one trainer per code path DDP could get wrong: FR's autograd Function with the summed distillation term (FR+AD
+# holds what Baseline, FR and AD run alone), the other two recalibration modules, the mean reduction, deep
+# supervision and each skeleton loss; a distillation weight or the optimiser changes no reduction
+DDP_TRAINERS = ["nnUNetTrainerAirwayFRAD", "nnUNetTrainerAirwayCSE", "nnUNetTrainerAirwayPE",
+                "nnUNetTrainerAirwayAD_mean", "nnUNetTrainerAirwayFRAD_DS", "nnUNetTrainerAirwayFRAD_SkelRecall",
+                "nnUNetTrainerAirwayBaseline_clDice"]
 
 
 @pytest.mark.parametrize("trainer", DDP_TRAINERS)
