@@ -3,8 +3,10 @@
 Goal (issues 6 and 15): <= 5 s and <= 1.5 GB per case on one core with every metric. The case is a
 phantom from ``nnunet_airway.phantoms``; the prediction is the reference shifted by one voxel along x
 plus a leak and an island, so every metric is non-trivial. Each measurement runs in a fresh
-single-threaded process. The previous version (``--previous``, a git revision, default main) is
-extracted with ``git archive`` into a temporary folder and measured in the same run on the same case.
+single-threaded process, the versions interleaved; the fastest of --repeats is reported with its user and
+system time (the kernel's: page faults of fresh arrays). The previous version (``--previous``, a git
+revision, default main) is extracted with ``git archive`` into a temporary folder and measured in the same
+run on the same case.
 
     python benchmarks/bench_evaluate.py [--shape 400 512 512] [--seed 0] [--repeats 1] [--previous main]
 """
@@ -15,6 +17,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -68,7 +71,7 @@ def _measure_in_this_process(task: str, folder: str, root: str, queue: multiproc
         raise SystemExit(f"measuring {root} imported {measured} instead; the comparison would be void")
 
     rss_before = peak_rss_bytes() / 2**20
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start, usage = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
     if task.startswith("evaluate"):
         from nnunet_airway.evaluation.runner import evaluate_case
 
@@ -83,14 +86,17 @@ def _measure_in_this_process(task: str, folder: str, root: str, queue: multiproc
 
         label, _ = read_image(Path(folder) / "reference.nii.gz")
         start, cpu_start = time.perf_counter(), time.process_time()  # the skeleton alone
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         tracemalloc.start()
         skeletonize(label > 0)
         traced_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         detail = {}
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    after = resource.getrusage(resource.RUSAGE_SELF)
     peak_rss_mb = peak_rss_bytes() / 2**20
-    queue.put({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": peak_rss_mb, "rss_before_mb": rss_before,
+    queue.put({"seconds": seconds, "cpu_seconds": cpu_seconds, "user_seconds": after.ru_utime - usage.ru_utime,
+               "system_seconds": after.ru_stime - usage.ru_stime, "peak_rss_mb": peak_rss_mb, "rss_before_mb": rss_before,
                "traced_peak_mb": traced_peak / 2**20, "detail": detail})
 
 
@@ -150,10 +156,15 @@ def main() -> None:
             previous.mkdir()
             versions[f"previous ({args.previous}, {extract_revision(args.previous, previous)})"] = str(previous)
         print(f"case {tuple(args.shape)}: {in_fresh_process(_make, str(folder), tuple(args.shape), args.seed, here)}")
+        measured: dict[tuple[str, str], list[dict]] = {(v, t): [] for v in versions for t in TASKS}
+        for _ in range(args.repeats):  # interleaved, so a busy spell of the machine falls on both versions
+            for version, root in versions.items():
+                for task in TASKS:
+                    measured[version, task].append(in_fresh_process(_measure, task, str(folder), root))
         results = {}
-        for version, root in versions.items():
+        for version in versions:
             for task, what in TASKS.items():
-                runs = [in_fresh_process(_measure, task, str(folder), root) for _ in range(args.repeats)]
+                runs = measured[version, task]
                 failed = [run["error"] for run in runs if "error" in run]
                 if failed and task == "evaluate_atm26" and version != "this checkout":
                     print(f"{version}: no protocol atm26 ({failed[0]})")
@@ -161,7 +172,8 @@ def main() -> None:
                 if failed:
                     raise SystemExit(f"{version}: {task} failed: {failed[0]}")
                 best = results[version, task] = min(runs, key=lambda r: r["cpu_seconds"])
-                print(f"{version}: evaluate_case, read both files + {what}: CPU {best['cpu_seconds']:.2f} s (wall "
+                print(f"{version}: evaluate_case, read both files + {what}: CPU {best['cpu_seconds']:.2f} s (user "
+                      f"{best['user_seconds']:.2f} s, system {best['system_seconds']:.2f} s; wall "
                       f"{best['seconds']:.2f} s), peak RSS {best['peak_rss_mb']:.0f} MB (after imports "
                       f"{best['rss_before_mb']:.0f} MB), numpy peak (tracemalloc) {best['traced_peak_mb']:.0f} MB")
                 print(f"  metrics: {json.dumps(best['detail'])}")
@@ -172,7 +184,8 @@ def main() -> None:
                 if (old, task) not in results:
                     continue
                 a, b = results[new, task], results[old, task]
-                print(f"ratio this checkout / previous ({task}): CPU time {a['cpu_seconds'] / b['cpu_seconds']:.2f}, "
+                print(f"ratio this checkout / previous ({task}): CPU time {a['cpu_seconds'] / b['cpu_seconds']:.2f} "
+                      f"(user {a['user_seconds'] / b['user_seconds']:.2f}), "
                       f"peak RSS {a['peak_rss_mb'] / b['peak_rss_mb']:.2f}")
         if args.baseline:
             base = in_fresh_process(_measure, "skeleton", str(folder), here)

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-import cc3d
 import numpy as np
-from scipy import ndimage
 
 from nnunet_airway.errors import DataError
-from nnunet_airway.evaluation.masks import bounding_box
+from nnunet_airway.evaluation.components import Components
+from nnunet_airway.evaluation.masks import box_offset
 from nnunet_airway.evaluation.reference import lee_skeleton
 from nnunet_airway.evaluation.skeleton_graph import nonzero_coords
 
@@ -110,8 +109,8 @@ def _share(part: int, whole: int) -> float:
 
 
 class _Prediction:
-    """The raw binary prediction on its bounding box: its 26-connected components labelled once, the largest
-    kept, and (``skeleton``) the Lee skeleton of each component taken in the component's own bounding box.
+    """The raw binary prediction with its 26-connected components labelled once: their number, the largest one
+    in its own box and (``skeleton``) the Lee skeleton of each component taken in the component's own box.
 
     Lee's thinning decides on 3x3x3 neighbourhoods, and two 26-connected components never share a foreground
     voxel in one, so the skeleton of each component alone is the skeleton of the whole (and far cheaper when
@@ -119,63 +118,46 @@ class _Prediction:
 
     def __init__(self, prediction: np.ndarray, skeleton: bool) -> None:
         self.shape = prediction.shape
-        self.box = bounding_box(prediction, margin=1)
-        self.skeleton_flat = np.zeros(0, np.int64)  # the skeleton's voxels: flat indices into the box
-        if self.box is None:
-            self.mask, self.components, self.largest = np.zeros((0, 0, 0), bool), 0, np.zeros((0, 0, 0), bool)
-            return
-        self.mask = np.ascontiguousarray(prediction[self.box] > 0)
-        labels, n = cc3d.connected_components(self.mask.view(np.uint8), connectivity=26, return_N=True,
-                                              binary_image=True)
-        self.components = int(n)
-        sizes = np.bincount(labels.reshape(-1), minlength=n + 1)
-        sizes[0] = 0
-        self.largest = labels == np.argmax(sizes)
+        self.binary = prediction if prediction.dtype == bool else prediction > 0
+        components = Components(self.binary)
+        self.components = components.count
+        self.voxels = int(components.sizes.sum())
+        self.largest, self.largest_box = components.largest(26)
+        self.skeleton_flat = np.zeros(0, np.int64)  # the skeleton's voxels: flat indices into the volume
         if skeleton:
-            pieces = []
-            for number, where in enumerate(ndimage.find_objects(labels), start=1):
-                if where is None:
-                    continue
-                component = np.pad(labels[where] == number, 1)
-                local = nonzero_coords(lee_skeleton(component)) - 1 + np.array([s.start for s in where])
-                pieces.append(np.ravel_multi_index(tuple(local.T), self.mask.shape))
-            self.skeleton_flat = np.concatenate(pieces) if pieces else self.skeleton_flat
-        del labels
-
-    def local(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(inside the box (K,) bool, box-local flat index (K,)) of volume flat indices."""
-        coords = np.stack(np.unravel_index(flat, self.shape), axis=1)
-        lo = np.array([s.start for s in self.box])  # type: ignore[union-attr]
-        hi = np.array([s.stop for s in self.box])  # type: ignore[union-attr]
-        inside = np.all((coords >= lo) & (coords < hi), axis=1)
-        local = np.ravel_multi_index(tuple((coords[inside] - lo).T), self.mask.shape) if inside.any() else \
-            np.zeros(0, np.int64)
-        return inside, local
+            pieces = [self.skeleton_flat]
+            for padded, box in components.pieces(pad=1):
+                local = nonzero_coords(lee_skeleton(padded)) - 1 + box_offset(box)
+                pieces.append(np.ravel_multi_index(tuple(local.T), self.shape))
+            self.skeleton_flat = np.concatenate(pieces)
+        components.release()
 
     def covers(self, flat: np.ndarray, largest_only: bool) -> np.ndarray:
         """(K,) bool: the prediction (or its largest component) holds the voxels of volume flat indices."""
+        if not largest_only:
+            return self.binary.reshape(-1)[flat]
         hit = np.zeros(len(flat), bool)
-        if self.box is None or not len(flat):
+        if self.largest_box is None or not len(flat):
             return hit
-        inside, local = self.local(flat)
-        hit[inside] = (self.largest if largest_only else self.mask).reshape(-1)[local]
+        coords = np.stack(np.unravel_index(flat, self.shape), axis=1)
+        lo, hi = box_offset(self.largest_box), np.array([s.stop for s in self.largest_box])
+        inside = np.all((coords >= lo) & (coords < hi), axis=1)
+        hit[inside] = self.largest[tuple((coords[inside] - lo).T)]
         return hit
 
 
 def _cl_dice(predicted: _Prediction, label: np.ndarray, sensitivity: float) -> float:
     """clDice from the topology sensitivity and the Lee skeleton of the raw prediction."""
-    if predicted.box is None or not len(predicted.skeleton_flat):
+    if not len(predicted.skeleton_flat):
         return 0.0
-    inside_label = label[predicted.box].reshape(-1)[predicted.skeleton_flat] > 0
+    inside_label = label.reshape(-1)[predicted.skeleton_flat] > 0
     precision = _share(int(np.count_nonzero(inside_label)), len(predicted.skeleton_flat))
     return float(2 * precision * sensitivity / (precision + sensitivity)) if precision + sensitivity else 0.0
 
 
 def _overlap(predicted: _Prediction, label: np.ndarray) -> int:
-    """|P & L| over the prediction's bounding box."""
-    if predicted.box is None:
-        return 0
-    return int(np.count_nonzero(label[predicted.box][predicted.mask] > 0))
+    """|P & L|, from the label's values at the predicted voxels."""
+    return int(np.count_nonzero(label[predicted.binary] > 0)) if predicted.voxels else 0
 
 
 def atm26_scores(prediction: np.ndarray, label: np.ndarray, skeleton: np.ndarray, parsing: np.ndarray,
@@ -200,7 +182,7 @@ def atm26_scores_on_centreline(prediction: np.ndarray, label: np.ndarray, centre
     sensitivity = _share(int(np.count_nonzero(predicted.covers(centreline, largest_only=False))), n_centreline)
     in_largest = predicted.covers(centreline, largest_only=True)
     total, detected = _detected(in_largest, branch_ids, BRANCH_COVERAGE)
-    n_predicted = int(np.count_nonzero(predicted.mask))
+    n_predicted = predicted.voxels
     return Atm26Scores(
         DSC=_share(2 * _overlap(predicted, label), n_predicted + int(np.count_nonzero(label))),
         clDice=_cl_dice(predicted, label, sensitivity) if cl_dice else None,

@@ -1,4 +1,4 @@
-"""Binary-mask helpers for the evaluator: bounding boxes, largest component, hole filling.
+"""Binary-mask helpers for the evaluator: bounding boxes, hole filling (components: evaluation/components.py).
 
 Every function works on (Z, Y, X) arrays and avoids whole-volume copies where a crop will do: airway
 trees fill a small part of a chest CT, so the expensive steps run on the bounding box only.
@@ -53,40 +53,6 @@ def box_shape(box: Box) -> tuple[int, int, int]:
 def sub_box(inner: Box, outer: Box) -> Box:
     """``inner`` (in volume coordinates) expressed relative to ``outer``; ``inner`` must lie inside it."""
     return tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True))  # type: ignore[return-value]
-
-
-def largest_component(mask: np.ndarray, connectivity: int) -> np.ndarray:
-    """The largest connected component of a binary mask as bool (all False when the mask is empty)."""
-    if connectivity not in CONNECTIVITIES:
-        raise ValueError(f"connectivity must be one of {CONNECTIVITIES}, got {connectivity}")
-    if not mask.any():
-        return np.zeros(mask.shape, dtype=bool)
-    return cc3d.largest_k(np.ascontiguousarray(mask, dtype=np.uint8), k=1, connectivity=connectivity,
-                          binary_image=True) > 0
-
-
-def largest_component_in_box(volume: np.ndarray, connectivity: int, margin: int = 1) -> tuple[np.ndarray, Box | None]:
-    """Largest component of ``volume > 0``, computed on the foreground's bounding box.
-
-    Returns (bool mask of the box, box in volume coordinates); (empty array, None) for an empty volume.
-    The box is then shrunk to the component itself (plus ``margin``).
-    """
-    box = bounding_box(volume)
-    if box is None:
-        return np.zeros((0, 0, 0), dtype=bool), None
-    component = largest_component(volume[box] > 0, connectivity)
-    inner = bounding_box(component)
-    if inner is None:  # nonzero voxels, none of them > 0 (negative values)
-        return np.zeros((0, 0, 0), dtype=bool), None
-    tight = tuple(
-        slice(max(b.start + i.start - margin, 0), min(b.start + i.stop + margin, n))
-        for b, i, n in zip(box, inner, volume.shape, strict=True)
-    )
-    out = np.zeros(box_shape(tight), dtype=bool)
-    src = tuple(slice(max(t.start - b.start, 0), min(t.stop, b.stop) - b.start) for t, b in zip(tight, box, strict=True))
-    dst = tuple(slice(max(b.start - t.start, 0), min(t.stop, b.stop) - t.start) for t, b in zip(tight, box, strict=True))
-    out[dst] = component[src]
-    return out, tight  # type: ignore[return-value]
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

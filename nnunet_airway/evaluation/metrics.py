@@ -15,7 +15,8 @@ from typing import Literal, get_args
 import cc3d
 import numpy as np
 
-from nnunet_airway.evaluation.masks import Box, bounding_box, box_offset, largest_component_in_box, paste, union_box
+from nnunet_airway.evaluation.components import Components
+from nnunet_airway.evaluation.masks import Box, bounding_box, box_offset, paste, union_box
 from nnunet_airway.evaluation.reference import ParsedReference, lee_skeleton
 from nnunet_airway.evaluation.skeleton_graph import nonzero_coords
 from nnunet_airway.evaluation.topology import betti_numbers
@@ -131,8 +132,10 @@ def score_case(
         raise ValueError(f"score_case scores the protocols {TREE_PROTOCOLS}; {protocol} is scored by "
                          f"nnunet_airway.evaluation.atm26.atm26_scores")
     volume_shape = tuple(int(n) for n in prediction.shape)
-    betti_pred = betti_numbers(prediction)
-    pred_mask, pred_box = largest_component_in_box(prediction, connectivity, margin=1)
+    components = Components(prediction)  # labelled once for the topology keys and the largest component
+    betti_pred = betti_numbers(components)
+    pred_mask, pred_box = components.largest(connectivity, margin=1)
+    del components
     work = union_box(reference.box, pred_box)
     ref_w = paste(reference.mask, reference.box, work)
     pred_w = paste(pred_mask, pred_box, work)

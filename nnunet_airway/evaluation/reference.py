@@ -14,7 +14,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
-from nnunet_airway.evaluation.masks import Box, box_offset, fill_holes, largest_component_in_box, outer_boundary
+from nnunet_airway.evaluation.components import Components
+from nnunet_airway.evaluation.masks import Box, box_offset, fill_holes, outer_boundary
 from nnunet_airway.evaluation.skeleton_graph import SkeletonGraph, nonzero_coords, skeleton_graph
 from nnunet_airway.evaluation.topology import betti_numbers
 from nnunet_airway.evaluation.tree import AirwayTree, build_tree
@@ -88,15 +89,22 @@ class ParsedTree(NamedTuple):
     voxels_given: int
 
 
-def parse_tree(reference: np.ndarray, spacing_zyx: tuple[float, float, float], connectivity: int) -> ParsedTree:
+def parse_tree(reference: np.ndarray, spacing_zyx: tuple[float, float, float], connectivity: int,
+               components: Components | None = None, cavities: int | None = None) -> ParsedTree:
     """Clean, skeletonise and parse a reference label ((Z, Y, X), nonzero = airway) into its tree, without the
-    trachea zone and the Betti numbers. Raises ValueError when the reference has no foreground."""
-    mask, box = largest_component_in_box(reference, connectivity, margin=1)
+    trachea zone and the Betti numbers (``components``: the label's, when already at hand; their labels are
+    released here). ``cavities``: the label's b2 when known; 0 skips the hole filling (a cavity of the largest
+    component, 6-, 18- or 26-connected, is a cavity of the label: its border voxels are the component's). Raises
+    ValueError when the reference has no foreground."""
+    components = Components(reference) if components is None else components
+    mask, box = components.largest(connectivity, margin=1)
     if box is None:
         raise ValueError("the reference has no airway voxels")
-    voxels_given = int(np.count_nonzero(reference if reference.dtype == bool else reference > 0))
+    voxels_given = int(components.sizes.sum())
     voxels_outside = voxels_given - int(mask.sum())
-    mask = fill_holes(mask)
+    components.release()
+    if cavities != 0:
+        mask = fill_holes(mask)
     skeleton = skeleton_graph(lee_skeleton(mask), spacing_zyx)
     radius = lumen_radius(mask, skeleton.coords, spacing_zyx)
     return ParsedTree(mask, box, skeleton, build_tree(skeleton, radius), radius, voxels_outside, voxels_given)
@@ -106,12 +114,14 @@ def parse_reference(reference: np.ndarray, spacing_zyx: tuple[float, float, floa
     """Clean, skeletonise and parse a reference label ((Z, Y, X), nonzero = airway), with its trachea zone and
     Betti numbers. Raises ValueError when the reference has no foreground.
     """
-    parsed = parse_tree(reference, spacing_zyx, connectivity)
+    components = Components(reference)  # labelled once for the Betti numbers and the largest component
+    betti = betti_numbers(components)
+    parsed = parse_tree(reference, spacing_zyx, connectivity, components, cavities=betti[2])
     zone, zone_box, reach = trachea_zone(parsed.tree, parsed.skeleton, parsed.radius_mm, parsed.box,
                                          reference.shape, spacing_zyx)
     return ParsedReference(mask=parsed.mask, box=parsed.box, skeleton=parsed.skeleton, tree=parsed.tree,
                            trachea_zone=zone, trachea_box=zone_box, zone_reach_mm=reach,
-                           betti=betti_numbers(reference), voxels_outside=parsed.voxels_outside,
+                           betti=betti, voxels_outside=parsed.voxels_outside,
                            voxels_given=parsed.voxels_given)
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import cc3d
 import numpy as np
-from scipy import ndimage
 
+from nnunet_airway.evaluation.components import Components
 from nnunet_airway.evaluation.masks import bounding_box
 
 
@@ -58,16 +58,39 @@ def euler_characteristic(volume: np.ndarray) -> int:
 
 
 def _euler(padded: np.ndarray) -> int:
-    nz, ny, nx = (n - 1 for n in padded.shape)  # lattice corners between the voxels of the padded crop
+    """Euler characteristic of a bool volume with one voxel of background on every side: sparse (the corners
+    around the foreground voxels only) when the foreground is under 1/64 of the box, else over every corner."""
+    if np.count_nonzero(padded) * 64 < padded.size:
+        codes = _corner_codes_near_foreground(padded)
+    else:
+        codes = _corner_codes(padded)
+    total = int(np.bincount(codes, minlength=256) @ CORNER_TABLE)
+    assert total % 8 == 0, total
+    return total // 8
+
+
+def _corner_codes(padded: np.ndarray) -> np.ndarray:
+    """The nonzero configuration codes (bit ``4*dz + 2*dy + dx``) of every lattice corner between the voxels of
+    ``padded``: the corner at (z, y, x) sees voxels (z + dz, y + dy, x + dx)."""
+    nz, ny, nx = (n - 1 for n in padded.shape)
     codes = np.zeros((nz, ny, nx), dtype=np.uint8)
     for bit in range(8):
         dz, dy, dx = bit >> 2, (bit >> 1) & 1, bit & 1
-        window = padded[dz:dz + nz, dy:dy + ny, dx:dx + nx]
-        codes |= window.view(np.uint8) << np.uint8(bit)
-    present = codes[codes != 0]
-    total = int(np.bincount(present, minlength=256) @ CORNER_TABLE)
-    assert total % 8 == 0, total
-    return total // 8
+        codes |= padded[dz:dz + nz, dy:dy + ny, dx:dx + nx].view(np.uint8) << np.uint8(bit)
+    return codes[codes != 0]
+
+
+def _corner_codes_near_foreground(padded: np.ndarray) -> np.ndarray:
+    """:func:`_corner_codes` from the corners that touch a foreground voxel (the only ones with a nonzero code):
+    a voxel v is seen by the corners v - (dz, dy, dx); the padding keeps every such corner inside the lattice."""
+    _, ny, nx = padded.shape
+    offsets = np.array([(bit >> 2) * ny * nx + ((bit >> 1) & 1) * nx + (bit & 1) for bit in range(8)])
+    flat = padded.reshape(-1)
+    corners = np.unique((np.flatnonzero(flat)[:, None] - offsets[None, :]).reshape(-1))
+    codes = np.zeros(len(corners), dtype=np.uint8)
+    for bit, offset in enumerate(offsets):
+        codes |= flat[corners + offset].view(np.uint8) << np.uint8(bit)
+    return codes
 
 
 MIN_VOXELS_WITH_A_TUNNEL = 4  # fewer unit cubes cannot close a loop, nor (fewer than 6) enclose a cavity
@@ -81,23 +104,17 @@ def _component_betti(padded: np.ndarray) -> tuple[int, int]:
     return 1 + b2 - _euler(padded), b2
 
 
-def betti_numbers(volume: np.ndarray) -> tuple[int, int, int]:
-    """(b0, b1, b2) of ``volume > 0`` ((Z, Y, X), any dtype): components (26-connected), tunnels, cavities
-    (6-connected background components not reaching the outside). (0, 0, 0) for an empty volume.
+def betti_numbers(volume: np.ndarray | Components) -> tuple[int, int, int]:
+    """(b0, b1, b2) of ``volume > 0`` ((Z, Y, X), any dtype, or its :class:`Components`): components
+    (26-connected), tunnels, cavities (6-connected background components not reaching the outside).
+    (0, 0, 0) for an empty volume.
 
-    The components are labelled once; b1 and b2 are sums over them (the homology of a disjoint union is the
-    sum of its parts', and 26-connected components never touch, not even at a corner), each taken in its own
-    bounding box, so the background of the whole box is never labelled."""
-    box = bounding_box(volume)
-    if box is None:
-        return 0, 0, 0
-    labels, b0 = cc3d.connected_components(np.ascontiguousarray(volume[box] > 0).view(np.uint8), connectivity=26,
-                                           return_N=True, binary_image=True)
-    sizes = np.bincount(labels.reshape(-1), minlength=b0 + 1)
+    b1 and b2 are sums over the components (the homology of a disjoint union is the sum of its parts', and
+    26-connected components never touch, not even at a corner), each taken in its own bounding box, so the
+    background of the whole box is never labelled."""
+    components = volume if isinstance(volume, Components) else Components(volume)
     b1 = b2 = 0
-    for number, where in enumerate(ndimage.find_objects(labels), start=1):
-        if where is None or sizes[number] < MIN_VOXELS_WITH_A_TUNNEL:
-            continue
-        tunnels, cavities = _component_betti(np.pad(labels[where] == number, 1))
+    for padded, _ in components.pieces(min_voxels=MIN_VOXELS_WITH_A_TUNNEL, pad=1):
+        tunnels, cavities = _component_betti(padded)
         b1, b2 = b1 + tunnels, b2 + cavities
-    return int(b0), b1, b2
+    return components.count, b1, b2

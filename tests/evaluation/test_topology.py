@@ -113,3 +113,18 @@ def test_per_component_betti_numbers_equal_the_whole_box_computation(seed: int) 
     volume[6:9, 6:9, 6:9] = 0
     volume[7, 7, 7] = 1  # a component inside a cavity
     assert betti_numbers(volume) == _betti_of_the_whole_box(volume)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_sparse_corner_count_equals_the_dense_one_and_scikit_image(seed: int) -> None:
+    from nnunet_airway.evaluation.topology import _corner_codes, _corner_codes_near_foreground
+
+    rng = np.random.default_rng(seed)
+    volume = rng.random((30, 34, 38)) < 0.004 * (seed + 1)  # under 1/64 of the box: the sparse path
+    volume[3:6, 4:7, 5:8] = True  # one solid block among the scattered voxels
+    volume[4, 5, 6] = seed % 2 == 0  # a cavity in the block for odd seeds
+    padded = np.pad(volume, 1)
+    assert np.count_nonzero(padded) * 64 < padded.size
+    dense, sparse = _corner_codes(padded), _corner_codes_near_foreground(padded)
+    assert np.array_equal(np.bincount(dense, minlength=256), np.bincount(sparse, minlength=256))
+    assert euler_characteristic(volume) == euler_number(volume, connectivity=3)
