@@ -81,6 +81,13 @@ def measure(args: argparse.Namespace) -> dict:
     trainer.initialize()
     result: dict = {"trainer": args.child}
     if args.mode == "train":
+        import random
+
+        import numpy as np
+
+        random.seed(0)  # the same patches and augmentations for every trainer (the skeleton's cost depends on them)
+        np.random.seed(0)
+        torch.manual_seed(0)
         loader, _ = trainer.get_dataloaders()
         trainer.network.train()
         for _ in range(args.warmup):
