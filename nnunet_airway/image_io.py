@@ -8,15 +8,14 @@ Geometry follows ITK: ``spacing`` and ``origin`` in mm in (x, y, z) order, ``dir
 
 from __future__ import annotations
 
-import gzip
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from isal import igzip, isal_zlib
 
 from nnunet_airway.errors import DataError
 
@@ -69,6 +68,9 @@ class Geometry:
 # NIfTI datatype codes of floating-point voxels (float32, float64, complex64, complex128)
 _NIFTI_FLOAT_CODES = {16: "f4", 64: "f8", 32: "c8", 1792: "c16"}
 _CHUNK_BYTES = 16 << 20
+# ISA-L's gzip reader (python-isal): the same stream checks as the standard library's, decompressing about twice
+# as fast; its errors for a damaged or cut-short stream
+GZIP_ERRORS = (EOFError, igzip.BadGzipFile, isal_zlib.error)
 
 
 def _nifti_layout(header: bytes) -> tuple[int, int, int, str | None, str] | None:
@@ -118,7 +120,7 @@ def check_image_file(path: str | os.PathLike, check_values: bool = True) -> None
     to_check = 0  # voxel bytes still to look at for NaN/inf
     pending = b""  # voxel bytes not yet checked (a chunk may end inside a voxel)
     try:
-        with (gzip.open if compressed else open)(path, "rb") as stream:
+        with (igzip.open if compressed else open)(path, "rb") as stream:
             chunk = stream.read(544)
             layout = _nifti_layout(chunk) if is_nifti else None
             if layout is not None and check_values and layout[3] is not None:
@@ -135,7 +137,7 @@ def check_image_file(path: str | os.PathLike, check_values: bool = True) -> None
                     pending = pending[usable:]
                 total += len(chunk)
                 chunk = stream.read(_CHUNK_BYTES)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+    except GZIP_ERRORS as exc:
         raise DataError(f"{path}: the compressed file is damaged or cut short ({exc}); copy or export it "
                         "again") from exc
     if layout is not None:
@@ -184,7 +186,7 @@ def _read_nifti_voxels(path: Path) -> np.ndarray | None:
     with open(path, "rb") as handle:
         compressed = handle.read(2) == b"\x1f\x8b"
     try:
-        with (gzip.open if compressed else open)(path, "rb") as stream:
+        with (igzip.open if compressed else open)(path, "rb") as stream:
             header = stream.read(352)
             layout = _simple_nifti1(header)
             if layout is None:
@@ -204,7 +206,7 @@ def _read_nifti_voxels(path: Path) -> np.ndarray | None:
                 filled += n
             while stream.read(_CHUNK_BYTES):  # to the end: the gzip trailer (CRC, length) is checked there
                 pass
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+    except GZIP_ERRORS as exc:
         raise DataError(f"{path}: the compressed file is damaged or cut short ({exc}); copy or export it "
                         "again") from exc
     if filled < voxels.size:

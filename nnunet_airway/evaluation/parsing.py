@@ -4,7 +4,9 @@ parsing, in the form the organisers' ``validate_parsing`` accepts.
 skeleton: uint8 (Z, Y, X), 1 on the parsed tree's centreline (branches and branching points; skeleton pieces the
     parse left out, such as spurs, the branches removed to break loops and parts off the largest component, are
     not written).
-parsing: int32 (Z, Y, X), branch IDs 1..N on exactly the skeleton's voxels, 0 elsewhere; ID 1 is the trachea,
+parsing: the smallest unsigned integer type that holds N (uint8 up to 255 branches, else uint16; a 512 x 512 x 682
+    volume is 179 MB in memory as uint8, 715 MB as int32) (Z, Y, X), branch IDs 1..N on exactly the skeleton's
+    voxels, 0 elsewhere; ID 1 is the trachea,
     then the order of the parse (parents before children). A branching-point voxel takes the ID of the
     nearest branch voxel (Euclidean in mm).
 """
@@ -48,11 +50,20 @@ def centreline_parsing(parsed: ParsedTree, spacing_zyx: tuple[float, float, floa
     return flat[order], ids[order]
 
 
+def parsing_dtype(branches: int) -> np.dtype:
+    """The smallest of uint8, uint16 and uint32 that holds branch IDs up to ``branches``."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if branches <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"{branches} branches do not fit a uint32 parsing volume")
+
+
 def parsing_volumes(centreline: np.ndarray, branch_ids: np.ndarray,
                     volume_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(skeleton uint8, parsing int32) volumes of ``volume_shape`` from :func:`centreline_parsing`'s output."""
+    """(skeleton uint8, parsing of :func:`parsing_dtype`) volumes of ``volume_shape`` from
+    :func:`centreline_parsing`'s output."""
     skeleton = np.zeros(volume_shape, np.uint8)
-    parsing = np.zeros(volume_shape, np.int32)
+    parsing = np.zeros(volume_shape, parsing_dtype(int(branch_ids.max()) if len(branch_ids) else 0))
     skeleton.reshape(-1)[centreline] = 1
     parsing.reshape(-1)[centreline] = branch_ids
     return skeleton, parsing

@@ -30,7 +30,7 @@ def test_the_parsing_labels_exactly_the_skeleton_one_id_per_parsed_branch(airway
     label, spacing = airway_case(name)
     skeleton, parsing = parse_label(label, spacing)
     check_skeleton_and_parsing(skeleton, parsing)  # IDs 1..N, every skeleton voxel labelled, nothing outside
-    assert skeleton.dtype == np.uint8 and parsing.dtype == np.int32
+    assert skeleton.dtype == np.uint8 and parsing.dtype == np.uint8  # a small tree: IDs up to 255
     assert np.array_equal(skeleton > 0, parsing > 0)
     assert np.all(label[skeleton > 0] > 0)  # the centreline lies inside the airway
     # one ID per branch of the same parse the atm22 protocol counts (trachea included there)
@@ -206,3 +206,12 @@ def test_given_files_that_break_the_rules_or_the_grid_are_refused_naming_the_fil
     parsing_path.unlink()
     assert _evaluate(pred_dir, ref_dir, "--parsing", str(out)) == 1
     assert "airway_001_parsing.nii.gz" in capsys.readouterr().err
+
+
+def test_the_parsing_takes_the_smallest_unsigned_type_of_its_ids() -> None:
+    from nnunet_airway.evaluation.parsing import parsing_dtype
+
+    assert [parsing_dtype(n) for n in (0, 255, 256, 65535, 65536)] == [np.uint8, np.uint8, np.uint16, np.uint16,
+                                                                        np.uint32]
+    with pytest.raises(ValueError, match="uint32"):
+        parsing_dtype(2**32)
