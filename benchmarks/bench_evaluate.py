@@ -8,7 +8,7 @@ system time (the kernel's: page faults of fresh arrays). The previous version (`
 revision, default main) is extracted with ``git archive`` into a temporary folder and measured in the same
 run on the same case.
 
-    python benchmarks/bench_evaluate.py [--shape 400 512 512] [--seed 0] [--repeats 1] [--previous main]
+    python benchmarks/bench_evaluate.py [--shape 400 512 512] [--seed 0] [--repeats 1] [--previous main] [--parse LABEL]
 """
 
 from __future__ import annotations
@@ -76,11 +76,21 @@ def _measure_in_this_process(task: str, folder: str, root: str, queue: multiproc
         from nnunet_airway.evaluation.runner import evaluate_case
 
         tracemalloc.start()
-        options = {"protocol": "atm26"} if task == "evaluate_atm26" else {"cl_dice": task != "evaluate_no_cldice"}
+        options = ({"protocol": task.removeprefix("evaluate_")} if task in ("evaluate_atm22", "evaluate_atm26")
+                   else {"cl_dice": task != "evaluate_no_cldice"})
         metrics = evaluate_case(Path(folder) / "prediction.nii.gz", Path(folder) / "reference.nii.gz", **options)
         traced_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         detail = {k: metrics[k] for k in DETAIL_KEYS if k in metrics}
+    elif task == "parse":  # folder: a label file; the skeleton and parsing written into a fresh folder beside
+        from nnunet_airway.evaluation.parse_cli import write_parsings
+
+        tracemalloc.start()
+        with tempfile.TemporaryDirectory() as out:
+            write_parsings({"case": Path(folder)}, Path(out), progress=False, report=False)
+        traced_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        detail = {}
     else:
         from skimage.morphology import skeletonize
 
@@ -107,7 +117,7 @@ def _make(folder: str, shape: tuple[int, int, int], seed: int, root: str, queue:
 
 LAYERS = ("trainers", "evaluation", "dataset_conversion")
 TASKS = {"evaluate": "all metrics (paper protocol)", "evaluate_no_cldice": "all but clDice",
-         "evaluate_atm26": "protocol atm26, reference parsed here"}
+         "evaluate_atm22": "all metrics (protocol atm22)", "evaluate_atm26": "protocol atm26, reference parsed here"}
 
 
 def extract_revision(revision: str, into: Path) -> str:
@@ -144,6 +154,9 @@ def main() -> None:
                         help="git revision of the previous version to measure in the same run (default main)")
     parser.add_argument("--no-previous", action="store_true", help="measure this checkout only")
     parser.add_argument("--baseline", action="store_true", help="also time the Lee skeleton of the uncropped volume")
+    parser.add_argument("--parse", type=Path, metavar="LABEL", default=None,
+                        help="also time `nnunet-airway parse` of this label in both versions (goal: <= 10 s for an "
+                             "ATM'22-size label, e.g. ../shared/data/atm22_trees/ATM_224_timi.nii.gz)")
     args = parser.parse_args()
     print(f"CPU: {cpu_name()}; one process per measurement, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     here = str(Path(__file__).resolve().parents[1])
@@ -156,31 +169,35 @@ def main() -> None:
             previous.mkdir()
             versions[f"previous ({args.previous}, {extract_revision(args.previous, previous)})"] = str(previous)
         print(f"case {tuple(args.shape)}: {in_fresh_process(_make, str(folder), tuple(args.shape), args.seed, here)}")
-        measured: dict[tuple[str, str], list[dict]] = {(v, t): [] for v in versions for t in TASKS}
+        tasks = dict(TASKS, **({"parse": f"parse of {args.parse.name}"} if args.parse else {}))
+        measured: dict[tuple[str, str], list[dict]] = {(v, t): [] for v in versions for t in tasks}
         for _ in range(args.repeats):  # interleaved, so a busy spell of the machine falls on both versions
             for version, root in versions.items():
-                for task in TASKS:
-                    measured[version, task].append(in_fresh_process(_measure, task, str(folder), root))
+                for task in tasks:
+                    source = str(args.parse.resolve()) if task == "parse" else str(folder)
+                    measured[version, task].append(in_fresh_process(_measure, task, source, root))
         results = {}
         for version in versions:
-            for task, what in TASKS.items():
+            for task, what in tasks.items():
                 runs = measured[version, task]
                 failed = [run["error"] for run in runs if "error" in run]
-                if failed and task == "evaluate_atm26" and version != "this checkout":
-                    print(f"{version}: no protocol atm26 ({failed[0]})")
+                if failed and task in ("evaluate_atm26", "parse") and version != "this checkout":
+                    print(f"{version}: no {what} ({failed[0]})")
                     continue
                 if failed:
                     raise SystemExit(f"{version}: {task} failed: {failed[0]}")
                 best = results[version, task] = min(runs, key=lambda r: r["cpu_seconds"])
-                print(f"{version}: evaluate_case, read both files + {what}: CPU {best['cpu_seconds']:.2f} s (user "
+                step = what if task == "parse" else f"evaluate_case, read both files + {what}"
+                print(f"{version}: {step}: CPU {best['cpu_seconds']:.2f} s (user "
                       f"{best['user_seconds']:.2f} s, system {best['system_seconds']:.2f} s; wall "
                       f"{best['seconds']:.2f} s), peak RSS {best['peak_rss_mb']:.0f} MB (after imports "
                       f"{best['rss_before_mb']:.0f} MB), numpy peak (tracemalloc) {best['traced_peak_mb']:.0f} MB")
-                print(f"  metrics: {json.dumps(best['detail'])}")
-        print("goal: <= 5 s and <= 1536 MB per case on one core with every metric")
+                if best["detail"]:
+                    print(f"  metrics: {json.dumps(best['detail'])}")
+        print("goal: <= 5 s and <= 1536 MB per case on one core with every metric; parse <= 10 s")
         if len(versions) == 2:
             new, old = list(versions)
-            for task in TASKS:
+            for task in tasks:
                 if (old, task) not in results:
                     continue
                 a, b = results[new, task], results[old, task]
