@@ -235,6 +235,9 @@ def main() -> None:
             ms, load = fastest(name, "ms_per_iteration"), fastest(name, "ms_loading")
             print(f"{name:40s} {ms:9.1f} {ms / fastest(without, 'ms_per_iteration'):9.2f} {load:10.1f} "
                   f"{load / fastest(without, 'ms_loading'):9.2f}")
+        for name, ms in time_topology_losses(config, args.device).items():
+            print(f"{name} alone (forward + backward on the full-resolution output): {ms:.1f} ms, "
+                  f"{ms / base_ms:.2f} of a Baseline iteration")
     if not predicted:
         return
     base_s = min(predictions["nnUNetTrainerAirwayBaseline"])
@@ -242,6 +245,30 @@ def main() -> None:
     for name in PREDICTED:
         seconds = min(predictions[name])
         print(f"{name:32s} {seconds:9.2f} s {seconds / base_s:10.2f}")
+
+
+def time_topology_losses(config: dict, device: str, repeats: int = 10) -> dict[str, float]:
+    """ms per forward + backward of each skeleton loss on random logits (batch, 2, *patch) and a sparse target:
+    the loss's own cost, free of the data pipeline and of the machine's noise across processes."""
+    import torch
+
+    from nnunet_airway.model.topology_losses import SkeletonRecallLoss, SoftClDiceLoss
+
+    generator = torch.Generator().manual_seed(0)
+    shape = (int(config["batch_size"]), 1, *(int(n) for n in config["patch_size"]))
+    logits = torch.randn((shape[0], 2, *shape[2:]), generator=generator).to(device).requires_grad_()
+    target = (torch.rand(shape, generator=generator) > 0.9).float().to(device)
+    timings = {}
+    for name, loss in (("Skeleton Recall", SkeletonRecallLoss()), ("clDice", SoftClDiceLoss())):
+        loss(logits, target).backward()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            logits.grad = None
+            loss(logits, target).backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        timings[name] = 1000 * (time.perf_counter() - start) / repeats
+    return timings
 
 
 def _cuda_available() -> bool:

@@ -100,10 +100,13 @@ def soft_skeleton(x: Tensor, iterations: int = 3) -> Tensor:
     opening does not restore, accumulated over ``iterations`` erosions. Same shape and dtype as x."""
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
-    skeleton = F.relu(x - soft_dilate(soft_erode(x)))
+    eroded = soft_erode(x)
+    skeleton = F.relu(x - soft_dilate(eroded))
     for _ in range(iterations):
-        x = soft_erode(x)
-        delta = F.relu(x - soft_dilate(soft_erode(x)))
+        # the erosion inside this opening is the next step's erosion: computed once (Shit et al.'s code computes
+        # it twice; the values are the same)
+        x, eroded = eroded, soft_erode(eroded)
+        delta = F.relu(x - soft_dilate(eroded))
         skeleton = skeleton + F.relu(delta - skeleton * delta)
     return skeleton
 

@@ -144,3 +144,22 @@ def test_losses_refuse_bad_arguments() -> None:
         SkeletonRecallLoss(smooth=float("nan"))
     with pytest.raises(ValueError, match="iterations"):
         soft_skeleton(torch.zeros(1, 1, 3, 3, 3), iterations=-1)
+
+
+def test_the_soft_skeleton_equals_shit_et_als_loop_that_erodes_twice() -> None:
+    """Reusing each opening's erosion as the next step's gives exactly the values of the written-out loop."""
+    import torch.nn.functional as F
+
+    from nnunet_airway.model.topology_losses import soft_dilate, soft_erode
+
+    def written_out(x: torch.Tensor, iterations: int) -> torch.Tensor:
+        skeleton = F.relu(x - soft_dilate(soft_erode(x)))
+        for _ in range(iterations):
+            x = soft_erode(x)
+            delta = F.relu(x - soft_dilate(soft_erode(x)))
+            skeleton = skeleton + F.relu(delta - skeleton * delta)
+        return skeleton
+
+    x = torch.rand(2, 1, 12, 14, 16, generator=torch.Generator().manual_seed(3))
+    for iterations in (0, 1, 3, 5):
+        assert torch.equal(soft_skeleton(x, iterations), written_out(x, iterations))
