@@ -70,6 +70,12 @@ def _measure_in_this_process(task: str, folder: str, root: str, queue: multiproc
     if Path(root).resolve() not in measured.parents:
         raise SystemExit(f"measuring {root} imported {measured} instead; the comparison would be void")
 
+    try:  # as the evaluator's commands run (versions that have it: small pages, evaluation/memory_pages.py)
+        from nnunet_airway.evaluation.memory_pages import prefer_small_pages
+    except ImportError:
+        pass
+    else:
+        prefer_small_pages()
     rss_before = peak_rss_bytes() / 2**20
     start, cpu_start, usage = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
     if task.startswith("evaluate"):

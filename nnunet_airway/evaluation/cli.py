@@ -9,6 +9,7 @@ from pathlib import Path
 from nnunet_airway.argument_types import finite_float, int_at_least
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.masks import CONNECTIVITIES
+from nnunet_airway.evaluation.memory_pages import prefer_small_pages
 from nnunet_airway.evaluation.metrics import PROTOCOLS
 from nnunet_airway.evaluation.report import PROTOCOL_TABLES, TABLES, cases_csv, format_table, summarise
 from nnunet_airway.evaluation.runner import evaluate_folder
@@ -85,6 +86,7 @@ def check_outputs(pred: Path, ref: Path, truth: Path | None, outputs: dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
+    prefer_small_pages()  # the evaluator's short-lived large arrays (evaluation/memory_pages.py)
     if args.connectivity is not None and args.connectivity not in CONNECTIVITIES:
         raise DataError(f"--connectivity {args.connectivity}: choose one of {CONNECTIVITIES}")
     table = args.table or ("atm26" if args.protocol == "atm26" else "paper")

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from nnunet_airway.errors import DataError
 from nnunet_airway.evaluation.binarize import airway_mask
+from nnunet_airway.evaluation.memory_pages import prefer_small_pages
 from nnunet_airway.evaluation.parsing import parse_label, parsing_file_names
 from nnunet_airway.evaluation.runner import NIFTI_SUFFIX
 from nnunet_airway.image_io import prepare_output_dir, read_image
@@ -74,6 +75,7 @@ def write_parsings(labels: dict[str, Path], out: Path, binarize: bool = False, p
 
 
 def run(args: argparse.Namespace) -> int:
+    prefer_small_pages()  # the evaluator's short-lived large arrays (evaluation/memory_pages.py)
     labels = label_files(args.input)
     inputs = {f"the label folder {path}": path for path in args.input if path.is_dir()}
     inputs.update({f"the label {path}": path for path in args.input if path.is_file()})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nnunet_airway.argument_types import int_at_least
 from nnunet_airway.errors import DataError
+from nnunet_airway.evaluation.memory_pages import prefer_small_pages
 from nnunet_airway.evaluation.parse_cli import write_parsings
 from nnunet_airway.evaluation.ranking import (
     RANK_METRICS,
@@ -95,6 +96,7 @@ def score_folder(folder: Path, args: argparse.Namespace, cases: list[str]) -> di
 
 
 def run(args: argparse.Namespace) -> int:
+    prefer_small_pages()  # the evaluator's short-lived large arrays (evaluation/memory_pages.py)
     if args.parsing is not None and args.protocol != "atm26":
         raise DataError("--parsing (given skeleton and parsing volumes) is used by --protocol atm26 only")
     names = submission_names(args.pred, args.names)
