@@ -1,6 +1,7 @@
 """Two processes under DDP (gloo, on the CPU), as ``nnUNetv2_train -num_gpus 2`` runs the trainers: one step's
-gradients equal the single-process step on the union of both ranks' batches, for every airway trainer, and the
-loss components in loss_components.json are the means over every rank's iterations, not rank 0's alone."""
+gradients equal the single-process step on the union of both ranks' batches, for one trainer per code path, and
+the loss components in loss_components.json are the means over every rank's iterations, not rank 0's alone.
+Every trainer runs in one launch of the ranks (and one of the single process), shared by the tests."""
 
 from __future__ import annotations
 
@@ -21,24 +22,29 @@ pytestmark = pytest.mark.slow
 WORKER = Path(__file__).resolve().parent / "support" / "ddp_worker.py"
 
 
-def run_ranks(trainer: str, tmp_path: Path, world_size: int = 2) -> list[dict]:
-    """Start one worker process per rank; their JSON reports, rank order."""
-    env = {**os.environ, "nnUNet_results": str(tmp_path / "results"), "OMP_NUM_THREADS": "1"}
-    store = tmp_path / "store"
-    processes = [subprocess.Popen([sys.executable, str(WORKER), trainer, str(rank), str(world_size), str(store),
-                                   str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def run_ranks(trainers: list[str], folder: Path, world_size: int = 2) -> None:
+    """Start one worker process per rank, every trainer in turn inside it (``folder``/TRAINER/rank<R>.json)."""
+    env = {**os.environ, "nnUNet_results": str(folder / "results"), "OMP_NUM_THREADS": "1"}
+    store = folder / "store"
+    processes = [subprocess.Popen([sys.executable, str(WORKER), ",".join(trainers), str(rank), str(world_size),
+                                   str(store), str(folder)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
                  for rank in range(world_size)]
-    logs = [process.communicate(timeout=300)[0] for process in processes]
+    logs = [process.communicate(timeout=600)[0] for process in processes]
     for process, log in zip(processes, logs, strict=True):
         assert process.returncode == 0, log[-3000:]
-    return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(world_size)]
 
 
-def run_single(trainer: str, tmp_path: Path, world_size: int = 2) -> None:
-    env = {**os.environ, "nnUNet_results": str(tmp_path / "results_single"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(WORKER), trainer, "single", str(world_size), "-", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=300)
+def run_single(trainers: list[str], folder: Path, world_size: int = 2) -> None:
+    env = {**os.environ, "nnUNet_results": str(folder / "results_single"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(WORKER), ",".join(trainers), "single", str(world_size), "-",
+                           str(folder)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+
+
+def rank_reports(folder: Path, trainer: str, world_size: int = 2) -> list[dict]:
+    """The ranks' JSON reports of one trainer, rank order."""
+    return [json.loads((folder / trainer / f"rank{rank}.json").read_text()) for rank in range(world_size)]
 
 
 # one trainer per code path DDP could get wrong: FR's autograd Function with the summed distillation term (FR+AD
@@ -49,17 +55,24 @@ DDP_TRAINERS = ["nnUNetTrainerAirwayFRAD", "nnUNetTrainerAirwayCSE", "nnUNetTrai
                 "nnUNetTrainerAirwayBaseline_clDice"]
 
 
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every DDP trainer under two gloo ranks and in one process, once for the module."""
+    folder = tmp_path_factory.mktemp("ddp")
+    run_ranks(DDP_TRAINERS, folder)
+    run_single(DDP_TRAINERS, folder)
+    return folder
+
+
 @pytest.mark.parametrize("trainer", DDP_TRAINERS)
-def test_ddp_gradients_equal_one_process_on_the_union_of_the_batches(trainer: str, tmp_path: Path) -> None:
+def test_ddp_gradients_equal_one_process_on_the_union_of_the_batches(trainer: str, ddp_runs: Path) -> None:
     """FR's autograd Function, the frozen deep-supervision heads (no unused-parameter error), batch Dice and the
     distillation term: DDP's averaged gradients after one step are the single-process gradients."""
-    run_ranks(trainer, tmp_path)
-    run_single(trainer, tmp_path)
-    single = torch.load(tmp_path / "grads_single.pt")
+    single = torch.load(ddp_runs / trainer / "grads_single.pt")
     # one tolerance for the whole network: a conv bias before instance norm has a gradient of rounding noise
     atol = 1e-4 * max(float(g.abs().max()) for g in single.values())
     for rank in (0, 1):
-        ddp = torch.load(tmp_path / f"grads_rank{rank}.pt")
+        ddp = torch.load(ddp_runs / trainer / f"grads_rank{rank}.pt")
         # nnU-Net weights the coarsest deep-supervision output 1e-6 under DDP (0 in one process) so that DDP
         # sees a gradient for it; that head may differ by that much, nothing else may be missing
         for name in ddp.keys() ^ single.keys():
@@ -69,19 +82,18 @@ def test_ddp_gradients_equal_one_process_on_the_union_of_the_batches(trainer: st
                                        msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_batch_dice_is_taken_over_every_ranks_batch(tmp_path: Path) -> None:
+def test_batch_dice_is_taken_over_every_ranks_batch(ddp_runs: Path) -> None:
     """Far from the prior, where the Dice term matters: each rank's logit gradient is world_size times the
     single-process gradient on the union (which DDP's averaging turns into the union's parameter gradient). A
     Dice per rank (no all-reduce) misses by far more than the tolerance."""
-    run_ranks("nnUNetTrainerAirwayBaseline", tmp_path)
     for rank in (0, 1):
-        grads = torch.load(tmp_path / f"loss_grads_rank{rank}.pt")
+        grads = torch.load(ddp_runs / f"loss_grads_rank{rank}.pt")
         torch.testing.assert_close(grads["rank"], 2 * grads["union"], rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("trainer", ["nnUNetTrainerAirwayFRAD", "nnUNetTrainerAirwayFRAD_DS"])
-def test_loss_components_are_averaged_over_the_ranks(trainer: str, tmp_path: Path) -> None:
-    ranks = run_ranks(trainer, tmp_path)
+def test_loss_components_are_averaged_over_the_ranks(trainer: str, ddp_runs: Path) -> None:
+    ranks = rank_reports(ddp_runs, trainer)
     (record,) = read_loss_components(ranks[0]["output_folder"])
     assert record["epoch"] == 0
     for name in ("segmentation", "distillation", "attention_entropy"):

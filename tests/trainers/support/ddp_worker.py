@@ -3,13 +3,15 @@ airway trainer built from plans alone, its network wrapped in DistributedDataPar
 this rank's own synthetic batches, then nnU-Net's on_train_epoch_end (where the loss components are averaged
 over the ranks and rank 0 writes loss_components.json).
 
-    python ddp_worker.py TRAINER RANK WORLD_SIZE STORE_FILE OUT_FOLDER
-    python ddp_worker.py TRAINER single WORLD_SIZE - OUT_FOLDER
+    python ddp_worker.py TRAINER[,TRAINER...] RANK WORLD_SIZE STORE_FILE OUT_FOLDER
+    python ddp_worker.py TRAINER[,TRAINER...] single WORLD_SIZE - OUT_FOLDER
 
-Writes OUT_FOLDER/rank<RANK>.json: this rank's own train_step outputs (per iteration) and the output folder,
-and OUT_FOLDER/grads_rank<RANK>.pt: the parameter gradients after the first step (DDP-averaged, clipped).
-``single``: no process group; one step on the union of every rank's first batch, its gradients to
-OUT_FOLDER/grads_single.pt (what the DDP run must equal).
+Each trainer in turn, in one process group (one process start for all of them), into OUT_FOLDER/TRAINER/:
+rank<RANK>.json, this rank's own train_step outputs (per iteration) and the output folder, and
+grads_rank<RANK>.pt, the parameter gradients after the first step (DDP-averaged, clipped); OUT_FOLDER holds
+loss_grads_rank<RANK>.pt (the loss alone, the same for every trainer). ``single``: no process group; one step
+on the union of every rank's first batch, its gradients to OUT_FOLDER/TRAINER/grads_single.pt (what the DDP run
+must equal).
 """
 
 from __future__ import annotations
@@ -62,7 +64,6 @@ def gradients(network: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def single(trainer_name: str, world_size: int, out: Path) -> None:
     """One step on the union of the ranks' first batches, in one process."""
-    torch.set_num_threads(1)
     trainer, network = build(trainer_name, world_size, ddp=False)
     firsts = [next(batches(trainer, rank)) for rank in range(world_size)]
     union = {"data": torch.cat([b["data"] for b in firsts])}
@@ -89,27 +90,37 @@ def dice_focal_logit_gradients(rank: int, world_size: int) -> dict[str, torch.Te
     return {"rank": mine.grad, "union": union.grad[2 * rank: 2 * rank + 2]}
 
 
-def main(trainer_name: str, rank: int, world_size: int, store: str, out: Path) -> None:
-    torch.set_num_threads(1)
+def one_rank(trainer_name: str, rank: int, world_size: int, out: Path) -> None:
+    """STEPS train_steps of one trainer on this rank's batches in the open process group, then its epoch end."""
+    trainer, network = build(trainer_name, world_size, ddp=True)
+    assert trainer.local_rank == rank
+    own = batches(trainer, rank)
+    outputs = [trainer.train_step(next(own))]
+    torch.save(gradients(network), out / f"grads_rank{rank}.pt")
+    outputs += [trainer.train_step(next(own)) for _ in range(STEPS - 1)]
+    trainer.on_train_epoch_end(outputs)
+    own = [{key: np.asarray(value).tolist() for key, value in output.items()} for output in outputs]
+    (out / f"rank{rank}.json").write_text(json.dumps({"outputs": own, "output_folder": trainer.output_folder}))
+
+
+def main(trainer_names: list[str], rank: int, world_size: int, store: str, out: Path) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
     try:
-        trainer, network = build(trainer_name, world_size, ddp=True)
-        assert trainer.local_rank == rank
-        own = batches(trainer, rank)
-        outputs = [trainer.train_step(next(own))]
-        torch.save(gradients(network), out / f"grads_rank{rank}.pt")
-        outputs += [trainer.train_step(next(own)) for _ in range(STEPS - 1)]
         torch.save(dice_focal_logit_gradients(rank, world_size), out / f"loss_grads_rank{rank}.pt")
-        trainer.on_train_epoch_end(outputs)
-        own = [{key: np.asarray(value).tolist() for key, value in output.items()} for output in outputs]
-        (out / f"rank{rank}.json").write_text(json.dumps({"outputs": own, "output_folder": trainer.output_folder}))
+        for name in trainer_names:
+            (out / name).mkdir(exist_ok=True)
+            one_rank(name, rank, world_size, out / name)
     finally:
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    names, out_folder = sys.argv[1].split(","), Path(sys.argv[5])
     if sys.argv[2] == "single":
-        single(sys.argv[1], int(sys.argv[3]), Path(sys.argv[5]))
+        for trainer_name in names:
+            (out_folder / trainer_name).mkdir(exist_ok=True)
+            single(trainer_name, int(sys.argv[3]), out_folder / trainer_name)
     else:
-        main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], Path(sys.argv[5]))
+        main(names, int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], out_folder)
