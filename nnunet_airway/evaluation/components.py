@@ -15,18 +15,11 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from nnunet_airway.evaluation.masks import CONNECTIVITIES, Box, bounding_box
+from nnunet_airway.evaluation.masks import CONNECTIVITIES, Box, bounding_box, paste
 
 
 def _grown(box: Box, margin: int, shape: tuple[int, ...]) -> Box:
     return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, shape, strict=True))  # type: ignore[return-value]
-
-
-def _placed(mask: np.ndarray, box: Box, into: Box) -> np.ndarray:
-    """``mask`` (covering ``box``) in a new bool array covering ``into`` (which holds ``box``)."""
-    out = np.zeros(tuple(s.stop - s.start for s in into), dtype=bool)
-    out[tuple(slice(b.start - i.start, b.stop - i.start) for b, i in zip(box, into, strict=True))] = mask
-    return out
 
 
 class Components:
@@ -109,7 +102,7 @@ class Components:
                     best_box = tuple(slice(b.start + w.start, b.start + w.stop) for b, w in zip(box, where, strict=True))
                     best_size = int(sizes[number])
         grown = _grown(best_box, margin, self.shape)  # type: ignore[arg-type]
-        return _placed(best, best_box, grown), grown  # type: ignore[arg-type]
+        return paste(best, best_box, grown), grown  # type: ignore[arg-type]
 
     def release(self) -> None:
         """Drop the labels (``piece`` and ``largest`` need them; counts, sizes and boxes stay)."""
