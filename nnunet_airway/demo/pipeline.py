@@ -217,27 +217,36 @@ class PhantomExperiment:
         return {"checkpoint": str(checkpoint), "epochs": len(progress.epochs),
                 "last_pseudo_dice": last.mean_pseudo_dice if last else None, "seconds": round(progress.elapsed(), 1)}
 
-    def predict(self, trainer: str) -> dict[str, Any]:
-        out = self.prediction_dir(trainer)
+    def predict(self, trainer: str, checkpoint: str | None = None, out: Path | None = None) -> dict[str, Any]:
+        """nnUNetv2_predict on the held-out images into ``out`` (default: prediction_dir), with ``checkpoint``
+        (a file name in the fold folder; default nnU-Net's, checkpoint_final.pth)."""
+        out = out or self.prediction_dir(trainer)
+        chosen = ["-chk", checkpoint] if checkpoint else []
         run_logged(["nnUNetv2_predict", "-i", str(self.raw_dir / "imagesTs"), "-o", str(out),
                     "-d", str(self.settings.dataset_id), "-c", CONFIGURATION, "-f", FOLD, "-tr", trainer,
-                    "-p", plans_for(trainer), "-device", self.device, "--disable_tta", "--continue_prediction",
-                    *predict_worker_arguments(self.device)],
+                    "-p", plans_for(trainer), *chosen, "-device", self.device, "--disable_tta",
+                    "--continue_prediction", *predict_worker_arguments(self.device)],
                    {**self.env, "nnUNet_n_proc_DA": "0"}, self.log)
         return {"predictions": str(out)}
 
-    def evaluate(self, trainer: str) -> dict[str, Any]:
+    def evaluate(self, trainer: str, predictions: Path | None = None, folder: Path | None = None,
+                 pictures: bool = True) -> dict[str, Any]:
+        """The airway tree metrics of ``predictions`` (default: prediction_dir) into ``folder``/summary.json
+        (default: evaluation_dir), with 3-D renders and meshes unless ``pictures=False``."""
         from nnunet_airway.evaluation.runner import evaluate_folder
 
-        folder = self.evaluation_dir(trainer)
-        (folder / "renders").mkdir(parents=True, exist_ok=True)
-        (folder / "meshes").mkdir(parents=True, exist_ok=True)
-        summary = evaluate_folder(self.prediction_dir(trainer), self.raw_dir / "labelsTs",
-                                  render_dir=folder / "renders", mesh_dir=folder / "meshes",
-                                  truth_dir=self.phantom_dir / "truth")
+        folder = folder or self.evaluation_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        drawn = {}
+        if pictures:
+            drawn = {"render_dir": folder / "renders", "mesh_dir": folder / "meshes"}
+            for path in drawn.values():
+                path.mkdir(parents=True, exist_ok=True)
+        summary = evaluate_folder(predictions or self.prediction_dir(trainer), self.raw_dir / "labelsTs",
+                                  truth_dir=self.phantom_dir / "truth", **drawn)
         write_json(folder / "summary.json", summary)
         return {"summary": str(folder / "summary.json"), "mean": summary["mean"], "std": summary["std"],
-                "meshes": str(folder / "meshes")}
+                **({"meshes": str(folder / "meshes")} if pictures else {})}
 
     def attention(self, trainer: str) -> dict[str, Any]:
         """``nnunet-airway attention`` on every held-out image: one Fig. 4-style PNG per case."""

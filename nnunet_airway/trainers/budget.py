@@ -12,6 +12,9 @@ Environment variables (read when the trainer is built):
 - ``NNUNET_AIRWAY_SKIP_VALIDATION=1``: leave out nnU-Net's validation of the fold after training (the demo and
   the benchmarks predict and score their own held-out cases; on a 2-core CPU the validation took 17-20 s,
   mostly its worker pools starting). Unset, nnU-Net validates as always.
+- ``NNUNET_AIRWAY_KEEP_CHECKPOINTS`` (e.g. ``100,300,1000``): after the epoch that completes each of these
+  training iterations, also keep the weights as ``checkpoint_iter_<N>.pth`` (for ``nnUNetv2_predict -chk``), so
+  one run gives a learning curve. Each must be a multiple of the iterations per epoch.
 Test-time mirroring is off (nnU-Net's final validation and nnUNetv2_predict then run one pass per window
 instead of eight, which matters on a CPU). A checkpoint is written after every epoch so an interrupted run
 resumes with ``--c`` (a resumed time-budget run gets its whole budget again).
@@ -23,6 +26,7 @@ import argparse
 import os
 import random
 from collections.abc import Callable
+from pathlib import Path
 from time import perf_counter
 
 import numpy as np
@@ -35,6 +39,7 @@ from nnunet_airway.trainers.base import DEFAULT_DEVICE, PAPER_ADAM_BETAS
 from nnunet_airway.trainers.budget_variables import (
     EPOCHS_VARIABLE,
     ITERATIONS_VARIABLE,
+    KEEP_CHECKPOINTS_VARIABLE,
     LR_VARIABLE,
     SEED_VARIABLE,
     SKIP_VALIDATION_VARIABLE,
@@ -75,6 +80,29 @@ def _number_from_environment(name: str, default: str | None, parse: Callable[[st
         raise RuntimeError(f"{name}={text!r}: {exc}") from None
 
 
+def checkpoint_name(iterations: int) -> str:
+    """The file name of the checkpoint kept after ``iterations`` training iterations."""
+    return f"checkpoint_iter_{iterations}.pth"
+
+
+def kept_checkpoints_from_environment(iterations_per_epoch: int) -> dict[int, int]:
+    """{epochs done: iterations} for NNUNET_AIRWAY_KEEP_CHECKPOINTS (comma-separated iteration counts, each a
+    positive multiple of ``iterations_per_epoch``); empty when unset; a RuntimeError says what is wrong."""
+    text = os.environ.get(KEEP_CHECKPOINTS_VARIABLE, "").strip()
+    kept: dict[int, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            iterations = int_at_least(1)(item)
+        except argparse.ArgumentTypeError as exc:
+            raise RuntimeError(f"{KEEP_CHECKPOINTS_VARIABLE}={text!r}: {item!r}: {exc}") from None
+        if iterations % iterations_per_epoch:
+            raise RuntimeError(f"{KEEP_CHECKPOINTS_VARIABLE}={text!r}: {iterations} is not a multiple of the "
+                               f"{iterations_per_epoch} iterations per epoch ({ITERATIONS_VARIABLE}); checkpoints "
+                               f"are written at the end of an epoch")
+        kept[iterations // iterations_per_epoch] = iterations
+    return kept
+
+
 def budget_from_environment() -> tuple[float | None, int | None]:
     """(time budget in s, epochs): exactly one is set, finite and positive; a RuntimeError says what to export
     otherwise."""
@@ -109,6 +137,7 @@ class TrainingBudgetMixin(OptionalValidationMixin):
         self.num_epochs = epochs if epochs is not None else 100_000  # the time budget ends training first
         self.num_iterations_per_epoch = _number_from_environment(ITERATIONS_VARIABLE, "20", int_at_least(1))
         self.num_val_iterations_per_epoch = max(1, self.num_iterations_per_epoch // 5)
+        self.kept_checkpoints = kept_checkpoints_from_environment(self.num_iterations_per_epoch)
         self.save_every = 1
         self.initial_lr = _number_from_environment(LR_VARIABLE, "1e-3", positive_float())
         seed = _number_from_environment(SEED_VARIABLE, "0", int_at_least(0))
@@ -135,6 +164,13 @@ class TrainingBudgetMixin(OptionalValidationMixin):
         return (perf_counter() - self._started) / self.time_budget_s
 
     def on_epoch_end(self) -> None:
+        iterations = self.kept_checkpoints.get(self.current_epoch + 1)  # before nnU-Net counts the epoch done
+        if iterations is not None and self.local_rank == 0:
+            path = Path(self.output_folder) / checkpoint_name(iterations)
+            partial = path.with_name(path.name + ".partial")
+            self.save_checkpoint(str(partial))
+            if partial.exists():  # absent when checkpointing is disabled
+                os.replace(partial, path)
         super().on_epoch_end()
         if self._spent_fraction() >= 1.0:
             raise TimeBudgetSpent

@@ -11,11 +11,14 @@ import torch
 from nnunet_airway.trainers.budget import (
     EPOCHS_VARIABLE,
     ITERATIONS_VARIABLE,
+    KEEP_CHECKPOINTS_VARIABLE,
     LR_VARIABLE,
     SEED_VARIABLE,
     TIME_BUDGET_VARIABLE,
     TimeBudgetPolyLR,
     budget_from_environment,
+    checkpoint_name,
+    kept_checkpoints_from_environment,
 )
 
 from .test_trainer_variants import make_trainer
@@ -96,3 +99,21 @@ def test_other_budget_variables_are_checked_when_the_trainer_is_built(phantom_da
     monkeypatch.setenv(name, value)
     with pytest.raises(RuntimeError, match=rf"{name}='{value}'"):
         make_trainer("nnUNetTrainerAirwayFRAD_Budget", phantom_dataset)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", {}), ("100,300,1000", {2: 100, 6: 300, 20: 1000}),
+                                                 (" 50 , 100,", {1: 50, 2: 100})])
+def test_kept_checkpoints_are_keyed_by_the_epoch_that_completes_them(monkeypatch: pytest.MonkeyPatch, value: str,
+                                                                    expected: dict) -> None:
+    monkeypatch.setenv(KEEP_CHECKPOINTS_VARIABLE, value)
+    assert kept_checkpoints_from_environment(50) == expected
+    assert checkpoint_name(300) == "checkpoint_iter_300.pth"
+
+
+@pytest.mark.parametrize(("value", "message"), [("120", "not a multiple of the 50"), ("0", "'0'"),
+                                                ("1e3", "'1e3'")])
+def test_kept_checkpoints_off_the_epoch_grid_are_refused(monkeypatch: pytest.MonkeyPatch, value: str,
+                                                         message: str) -> None:
+    monkeypatch.setenv(KEEP_CHECKPOINTS_VARIABLE, value)
+    with pytest.raises(RuntimeError, match=f"{KEEP_CHECKPOINTS_VARIABLE}=.*{message}"):
+        kept_checkpoints_from_environment(50)

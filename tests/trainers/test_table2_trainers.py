@@ -17,6 +17,7 @@ from nnunet_airway.model.unet import FRADUNet
 from nnunet_airway.trainers.budget import (
     EPOCHS_VARIABLE,
     ITERATIONS_VARIABLE,
+    KEEP_CHECKPOINTS_VARIABLE,
     SKIP_VALIDATION_VARIABLE,
     TIME_BUDGET_VARIABLE,
     TrainingBudgetMixin,
@@ -80,17 +81,23 @@ def test_nnunet_default_on_the_budget_builds_and_steps(phantom_dataset, fresh_re
     assert any(not torch.equal(b, p) for b, p in zip(before, trainer.network.parameters(), strict=True))
 
 
-def test_nnunet_default_on_the_budget_trains_and_predicts(phantom_dataset, tmp_path) -> None:
-    env = phantom_dataset.env(nnUNet_results=str(tmp_path / "results"), **{EPOCHS_VARIABLE: "1",
-                              ITERATIONS_VARIABLE: "2", SKIP_VALIDATION_VARIABLE: "1"})
+def test_nnunet_default_on_the_budget_trains_keeps_checkpoints_and_predicts(phantom_dataset, tmp_path) -> None:
+    env = phantom_dataset.env(nnUNet_results=str(tmp_path / "results"), **{EPOCHS_VARIABLE: "2",
+                              ITERATIONS_VARIABLE: "1", SKIP_VALIDATION_VARIABLE: "1", KEEP_CHECKPOINTS_VARIABLE: "1,2"})
     env.pop(TIME_BUDGET_VARIABLE, None)
     trained = phantom_dataset.run(*phantom_dataset.train_argv("nnUNetTrainer_Budget"), env=env)
     (fold,) = (tmp_path / "results").glob("*/nnUNetTrainer_Budget__*/fold_0")
     assert (fold / "checkpoint_final.pth").is_file()
     assert "final validation left out" in trained.stdout and not (fold / "validation").exists()
+    # the weights after the first and after the second (last) iteration, kept for nnUNetv2_predict -chk
+    first, last, final = (torch.load(fold / name, map_location="cpu", weights_only=False)["network_weights"]
+                          for name in ("checkpoint_iter_1.pth", "checkpoint_iter_2.pth", "checkpoint_final.pth"))
+    assert all(torch.equal(last[key], final[key]) for key in final)
+    assert any(not torch.equal(first[key], final[key]) for key in final)
+    assert not list(fold.glob("*.partial"))
     out = tmp_path / "predictions"
     phantom_dataset.run(*phantom_dataset.predict_argv("nnUNetTrainer_Budget", phantom_dataset.raw / "imagesTs",
-                                                      out), env=env)
+                                                      out), "-chk", "checkpoint_iter_1.pth", env=env)
     for case in phantom_dataset.test_cases:
         prediction, _ = read_image(out / f"{case}.nii.gz")
         assert prediction.shape == phantom_dataset.shape_zyx
