@@ -32,8 +32,14 @@ from nnunet_airway.phantoms.tree import Branch, LabelRule, grow_airway_tree, mar
 
 DEFAULT_SHAPE_ZYX: tuple[int, int, int] = (160, 192, 192)
 MIN_SHAPE = 16  # voxels per axis; coarser grids cannot show the main bronchi anyway
-# a crop whose tree has no candidate subtree (its label stops early) is grown again from (seed, attempt)
-CROP_TREE_ATTEMPTS = 4
+# a crop whose tree has no candidate subtree (its label stops early), or, in a box that holds deep crops, whose
+# crop misses the target below, is grown again from (seed, attempt)
+CROP_TREE_ATTEMPTS = 8
+# what a crop in a box of at least DEEP_CROP_BOX_MM per axis is meant to hold: a lobe's bronchi down to
+# generation 6 (trachea = 0), at least 20 labelled branches (the committed 96x128x128 x 0.7 mm crops hold 21-53)
+DEEP_CROP_BOX_MM = 64.0
+DEEP_CROP_MIN_LABELLED = 20
+DEEP_CROP_MIN_GENERATION = 6
 GENERATOR_VERSION = 2  # 2: crops, scanner models (whole-chest ideal cases unchanged from 1)
 LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
 SPACING_RANGE_MM = (0.01, 100.0)  # a spacing outside this is a typo, not a CT
@@ -47,6 +53,21 @@ CROP_LABEL_RULE = (
     "6-connected, siblings together, parent labelled), judged on the whole-chest grid of the same spacing; "
     "every labelled one lies inside the box, the root is cut by its face"
 )
+
+
+def holds_deep_crops(shape_zyx: Sequence[int], spacing_xyz: Sequence[float]) -> bool:
+    """Whether a crop box of ``shape_zyx`` voxels at ``spacing_xyz`` mm is at least DEEP_CROP_BOX_MM per axis."""
+    return bool(np.all(np.asarray(shape_zyx[::-1], float) * np.asarray(spacing_xyz, float) >= DEEP_CROP_BOX_MM))
+
+
+def crop_depth(branches: list[Branch], crop: Crop) -> tuple[int, int]:
+    """(labelled branches, deepest labelled absolute generation) of a crop's drawn subtree."""
+    labelled = [branches[i] for i in crop.subtree if branches[i].labelled]
+    return len(labelled), max((b.generation for b in labelled), default=-1)
+
+
+def crop_is_deep_enough(n_labelled: int, max_generation: int) -> bool:
+    return n_labelled >= DEEP_CROP_MIN_LABELLED and max_generation >= DEEP_CROP_MIN_GENERATION
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -200,16 +221,88 @@ def _anatomy_record(chest: Chest) -> dict[str, Any]:
 
 
 def _crop_record(crop: Crop, branches: list[Branch], chest_shape: Sequence[int], entry: np.ndarray,
-                 tree_attempt: int) -> dict[str, Any]:
+                 tree_attempt: int, deep: bool) -> dict[str, Any]:
     root = branches[crop.root]
     return {
-        "kind": crop.kind, "tree_attempt": tree_attempt, "root": crop.root, "root_generation": root.generation, "root_parent": root.parent,
+        "kind": crop.kind, "tree_attempt": tree_attempt,
+        # None: a box smaller than the target is meant for (DEEP_CROP_BOX_MM); else whether the crop met it
+        "deep_target_met": crop_is_deep_enough(*crop_depth(branches, crop)) if deep else None,
+        "root": crop.root, "root_generation": root.generation, "root_parent": root.parent,
         "root_radius_mm": round(root.radius, 4), "root_entry_mm": _round(entry),
         "box_low_mm": _round(crop.low_mm), "box_high_mm": _round(crop.high_mm),
         "box_offset_zyx": list(crop.offset_zyx), "chest_grid_shape_zyx": list(chest_shape),
         "generations": "absolute: trachea = 0; the root's generation is root_generation",
         "label_rule": CROP_LABEL_RULE,
     }
+
+
+@dataclasses.dataclass
+class GrownCase:
+    """A phantom before rendering: the whole-chest tree, its crop box (None for the whole chest) and the random
+    stream the rendering goes on with. ``attempt``: which tree (0: from the seed alone); ``deep``: whether the
+    box is large enough for the deep-crop target."""
+
+    rng: np.random.Generator
+    chest_geometry: image_io.Geometry
+    chest: Chest
+    label_min_radius: float
+    rule: LabelRule
+    branches: list[Branch]
+    vessels: Any
+    hu: Intensities
+    crop: Crop | None
+    attempt: int
+    deep: bool
+
+
+def grow_case(seed: int, shape_zyx: tuple[int, ...], spacing: Sequence[float], crop: str,
+              scanner: str) -> GrownCase:
+    """Grow the tree of ``generate_phantom(seed, ...)`` and choose its crop, without rendering (a fraction of
+    the time; the arguments already checked). A tree none of whose subtrees fits, or, in a box that holds deep
+    crops (holds_deep_crops), whose crop misses the target (crop_is_deep_enough), is grown again from the
+    stream (seed, attempt), up to CROP_TREE_ATTEMPTS trees; when none meets the target the deepest crop is
+    taken. Raises CropDoesNotFit as choose_crop does (a small box: at once)."""
+    # the tree grows on the grid of the whole chest; a crop is a box of that grid
+    chest_shape = shape_zyx if crop == "chest" else chest_grid_shape(spacing)
+    deep = crop != "chest" and holds_deep_crops(shape_zyx, spacing)
+    best, best_depth, error = None, (-1, -1), None
+    for attempt in range(CROP_TREE_ATTEMPTS):
+        # attempt 0 draws from the seed alone; a later one (a tree none of whose subtrees fits, or whose crop is
+        # shallower than the target) from (seed, attempt)
+        rng = np.random.default_rng(int(seed) if attempt == 0 else [int(seed), attempt])
+        chest_geometry = image_io.Geometry(spacing, _origin(chest_shape, spacing, rng))
+        chest_grid = Grid(chest_shape, chest_geometry)
+        half_voxel = np.asarray(spacing) / 2.0
+        fov_low = np.asarray(chest_geometry.origin) - half_voxel
+        fov_high = (np.asarray(chest_geometry.origin) + np.asarray(chest_shape[::-1]) * np.asarray(spacing)
+                    - half_voxel)
+        chest = make_chest(fov_low, fov_high, rng)
+        label_min_radius = _label_min_radius(spacing)
+        rule = LabelRule(spacing, label_min_radius)
+        branches = grow_airway_tree(chest, rng, clearance=float(max(spacing)), rule=rule)
+        mark_labelled(branches, rule, drawn_connected=functools.partial(lumen_is_connected, chest_grid))
+        vessels = _vessels(branches, rng, chest.scale)
+        hu = _intensities(rng) if scanner == "ideal" else clinical_intensities(rng)
+        if crop == "chest":
+            return GrownCase(rng, chest_geometry, chest, label_min_radius, rule, branches, vessels, hu, None, 0, deep)
+        try:
+            crop_box = choose_crop(branches, crop, shape_zyx, spacing, chest_geometry.origin, rule.min_steps)
+        except CropDoesNotFit as refused:
+            if not refused.label_too_shallow and not deep:  # a small box no subtree fits: say so now
+                raise
+            error = refused
+            continue
+        grown = GrownCase(rng, chest_geometry, chest, label_min_radius, rule, branches, vessels, hu, crop_box,
+                          attempt, deep)
+        depth = crop_depth(branches, crop_box)
+        if not deep or crop_is_deep_enough(*depth):
+            return grown
+        if best is None or depth > best_depth:
+            best, best_depth = grown, depth
+    if best is not None:  # no tree reached the target: the deepest crop seen (its sidecar's deep_target_met False)
+        return best
+    raise CropDoesNotFit(f"{error} (tried {CROP_TREE_ATTEMPTS} trees for seed {seed})",
+                         label_too_shallow=error.label_too_shallow) from None
 
 
 def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
@@ -235,38 +328,13 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
     if problem:
         raise ValueError(problem)
     spacing = _spacing(shape_zyx, spacing_xyz, crop)
-    # the tree grows on the grid of the whole chest; a crop is a box of that grid
+    grown = grow_case(seed, shape_zyx, spacing, crop, scanner)
+    (rng, chest_geometry, chest, label_min_radius, rule, branches, vessels, hu, crop_box, attempt, deep) = (
+        grown.rng, grown.chest_geometry, grown.chest, grown.label_min_radius, grown.rule, grown.branches,
+        grown.vessels, grown.hu, grown.crop, grown.attempt, grown.deep)
     chest_shape = shape_zyx if crop == "chest" else chest_grid_shape(spacing)
-    crop_box, attempt = None, 0
-    for attempt in range(1 if crop == "chest" else CROP_TREE_ATTEMPTS):
-        # attempt 0 draws from the seed alone; a later one (a tree none of whose subtrees fits) from (seed, attempt)
-        rng = np.random.default_rng(int(seed) if attempt == 0 else [int(seed), attempt])
-        chest_geometry = image_io.Geometry(spacing, _origin(chest_shape, spacing, rng))
-        chest_grid = Grid(chest_shape, chest_geometry)
-        half_voxel = np.asarray(spacing) / 2.0
-        fov_low = np.asarray(chest_geometry.origin) - half_voxel
-        fov_high = (np.asarray(chest_geometry.origin) + np.asarray(chest_shape[::-1]) * np.asarray(spacing)
-                    - half_voxel)
-        chest = make_chest(fov_low, fov_high, rng)
-        label_min_radius = _label_min_radius(spacing)
-        rule = LabelRule(spacing, label_min_radius)
-        branches = grow_airway_tree(chest, rng, clearance=float(max(spacing)), rule=rule)
-        mark_labelled(branches, rule, drawn_connected=functools.partial(lumen_is_connected, chest_grid))
-        vessels = _vessels(branches, rng, chest.scale)
-        hu = _intensities(rng) if scanner == "ideal" else clinical_intensities(rng)
-        if crop == "chest":
-            break
-        try:
-            crop_box = choose_crop(branches, crop, shape_zyx, spacing, chest_geometry.origin, rule.min_steps)
-            break
-        except CropDoesNotFit as error:
-            if not error.label_too_shallow:  # the box is too small for this tree's subtrees: say so now
-                raise
-            if attempt == CROP_TREE_ATTEMPTS - 1:
-                raise CropDoesNotFit(f"{error} (tried {CROP_TREE_ATTEMPTS} trees for seed {seed})",
-                                     label_too_shallow=True) from None
     drawn = branches
-    geometry, grid = chest_geometry, chest_grid
+    geometry, grid = chest_geometry, Grid(chest_shape, chest_geometry)
     if crop_box is not None:
         root = branches[crop_box.root]
         entry = entry_point(root, np.asarray(crop_box.low_mm), np.asarray(crop_box.high_mm), float(max(spacing)))
@@ -284,7 +352,8 @@ def generate_phantom(seed: int, shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX,
         "coordinates": "physical ITK/LPS mm (x, y, z): +x patient left, +y posterior, +z superior; "
                        "point = origin + spacing * (i, j, k) for array index [k, j, i]",
         "fov_mm": _round(np.asarray(shape_zyx[::-1]) * np.asarray(spacing)), "anatomy_scale": round(chest.scale, 4),
-        "crop": None if crop_box is None else _crop_record(crop_box, branches, chest_shape, drawn[0].start, attempt),
+        "crop": None if crop_box is None else _crop_record(crop_box, branches, chest_shape, drawn[0].start, attempt,
+                                                                deep),
         "label_min_radius_mm": round(label_min_radius, 4), "label_min_skeleton_steps": rule.min_steps,
         "anatomy": _anatomy_record(chest),
         "branches": [_branch_record(b, wall_intensity(b.radius, branches[0].radius, hu)) for b in drawn],

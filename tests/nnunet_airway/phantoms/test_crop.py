@@ -12,7 +12,15 @@ from scipy import ndimage
 
 from nnunet_airway.cli import main
 from nnunet_airway.image_io import read_image
-from nnunet_airway.phantoms import Phantom, case_seed, generate_phantom
+from nnunet_airway.phantoms import Phantom, case_seed, generate, generate_phantom
+from nnunet_airway.phantoms.generate import (
+    DEEP_CROP_MIN_GENERATION,
+    DEEP_CROP_MIN_LABELLED,
+    crop_depth,
+    crop_is_deep_enough,
+    grow_case,
+    holds_deep_crops,
+)
 from nnunet_airway.phantoms.preview import preview_panels
 
 CROP_SHAPE, CROP_SPACING = (64, 96, 96), (0.9, 0.9, 0.9)
@@ -29,7 +37,7 @@ def test_sidecar_of_a_fixed_seed(lobe: Phantom) -> None:
     crop = dict(truth["crop"])
     rule = crop.pop("label_rule")
     assert crop == {
-        "kind": "lobe", "tree_attempt": 0, "root": 51, "root_generation": 5, "root_parent": 26, "root_radius_mm": 1.7505,
+        "kind": "lobe", "tree_attempt": 0, "deep_target_met": None, "root": 51, "root_generation": 5, "root_parent": 26, "root_radius_mm": 1.7505,
         "root_entry_mm": [67.741, 23.893, -430.862],
         "box_low_mm": [57.85, 23.712, -489.138], "box_high_mm": [144.25, 110.112, -431.538],
         "box_offset_zyx": [60, 214, 252], "chest_grid_shape_zyx": [334, 389, 389],
@@ -141,3 +149,44 @@ def test_a_box_too_small_is_refused_without_growing_other_trees() -> None:
     with pytest.raises(ValueError, match=r"no labelled lobe subtree fits .*mm; give more voxels") as error:
         generate_phantom(3, (16, 16, 16), (0.7, 0.7, 0.7), crop="lobe")
     assert "tried" not in str(error.value) and not error.value.label_too_shallow
+
+
+DEEP_SHAPE, DEEP_SPACING = (128, 160, 160), (0.7, 0.7, 0.7)
+
+
+@pytest.mark.slow
+def test_a_shallow_crop_in_a_large_box_is_grown_again_to_the_target() -> None:
+    # `phantoms -n 3 --seed 11 --shape 128 160 160 --spacing 0.7 0.7 0.7 --crop lobe`: the second case's first
+    # tree gave a crop of 3 labelled branches reaching generation 3
+    grown = grow_case(case_seed(11, 1), DEEP_SHAPE, DEEP_SPACING, "lobe", "clinical")
+    assert grown.deep and grown.attempt >= 1
+    n_labelled, deepest = crop_depth(grown.branches, grown.crop)
+    assert n_labelled >= DEEP_CROP_MIN_LABELLED and deepest >= DEEP_CROP_MIN_GENERATION
+    again = generate_phantom(case_seed(11, 1), DEEP_SHAPE, DEEP_SPACING, crop="lobe")
+    assert again.truth["crop"]["tree_attempt"] == grown.attempt and again.truth["crop"]["deep_target_met"] is True
+    assert again.truth["n_labelled_branches"] == n_labelled and again.truth["max_labelled_generation"] == deepest
+
+
+@pytest.mark.slow
+def test_when_no_tree_reaches_the_target_the_deepest_crop_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    seed = case_seed(11, 0)
+    first = grow_case(seed, DEEP_SHAPE, DEEP_SPACING, "lobe", "clinical")
+    assert first.attempt == 0  # it meets the target
+    monkeypatch.setattr(generate, "DEEP_CROP_MIN_LABELLED", 10**6)  # no crop can meet it
+    depths = []
+    for attempts in (1, 2):
+        monkeypatch.setattr(generate, "CROP_TREE_ATTEMPTS", attempts)
+        grown = grow_case(seed, DEEP_SHAPE, DEEP_SPACING, "lobe", "clinical")
+        depths.append(crop_depth(grown.branches, grown.crop))
+        assert depths[-1] == max(depths)  # the deepest of the trees grown so far
+    phantom = generate_phantom(seed, DEEP_SHAPE, DEEP_SPACING, crop="lobe")
+    assert phantom.truth["crop"]["deep_target_met"] is False
+    assert (phantom.truth["n_labelled_branches"], phantom.truth["max_labelled_generation"]) == depths[-1]
+
+
+def test_the_deep_crop_target_applies_to_boxes_of_64_mm_and_more() -> None:
+    assert holds_deep_crops((96, 128, 128), (0.7, 0.7, 0.7))  # 67 x 90 x 90 mm
+    assert not holds_deep_crops((64, 96, 96), (0.9, 0.9, 0.9))  # 58 mm in z
+    assert holds_deep_crops((64, 96, 96), (0.9, 0.9, 1.1))  # spacing is x, y, z: 70 mm in z
+    assert crop_is_deep_enough(DEEP_CROP_MIN_LABELLED, DEEP_CROP_MIN_GENERATION)
+    assert not crop_is_deep_enough(DEEP_CROP_MIN_LABELLED - 1, 9) and not crop_is_deep_enough(50, 5)
