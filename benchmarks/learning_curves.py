@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
               f"phantom options {args.phantom_options}; features {args.features}, patch {args.patch}; each row "
               f"trained once per seed for {args.points[-1]} iterations ({args.iterations_per_epoch} per epoch, "
               f"poly schedule over the whole run, same seed for every row) and scored from the checkpoints kept "
-              f"at {', '.join(map(str, args.points))} iterations.")
+              f"at {', '.join(map(str, args.points))} iterations. Report written by commit {_commit()}.")
     args.out.mkdir(parents=True, exist_ok=True)
     write_bytes(args.out / "learning_curves.md", markdown(summary, labels, header, gaps).encode())
     settings = {k: v if isinstance(v, int | float | str | list | dict | None) else str(v)
@@ -346,6 +346,17 @@ def main(argv: list[str] | None = None) -> None:
         write_bytes(args.out / "learning_curves.png", figure(summary, labels, "Thin-branch crops: mean over seeds "
                                                              "± seed-to-seed spread"))
     print(markdown(summary, labels, header, gaps))
+
+
+def _commit() -> str:
+    """This checkout's short commit (the trainings' own commit is stated where the results are quoted)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, text=True,
+                              capture_output=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 if __name__ == "__main__":
