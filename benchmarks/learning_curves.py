@@ -185,11 +185,6 @@ def missing(collected: dict[int, dict[str, dict]], labels: list[str], points: li
             if n not in rows[label]]
 
 
-def _cell(mean: float | None, std: float | None, metric: str) -> str:
-    digits = 3 if metric == "FPR" else 1
-    return "n/a" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def markdown(summary: dict[str, Any], labels: list[str], header: str, gaps: list[str]) -> str:
     lines = [header, ""]
     if gaps:
@@ -199,21 +194,14 @@ def markdown(summary: dict[str, Any], labels: list[str], header: str, gaps: list
         lines += [f"## After {n} iterations ({point['cases']} held-out crops, seeds "
                   f"{', '.join(map(str, point['seeds']))})", "",
                   "| Method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-        lines += [f"| {label} | " + " | ".join(_cell(*point["table"][label][m], m) for m in COLUMNS) + " |"
+        lines += [f"| {label} | " + " | ".join(thin._cell(*point["table"][label][m], m) for m in COLUMNS) + " |"
                   for label in labels]
         if len(point["seeds"]) > 1:
             lines += ["", "Seed-to-seed spread of the per-seed means:", "",
                       "| Method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-            lines += [f"| {label} | " + " | ".join(_cell(*point["seed_spread"][label][m], m) for m in COLUMNS)
+            lines += [f"| {label} | " + " | ".join(thin._cell(*point["seed_spread"][label][m], m) for m in COLUMNS)
                       + " |" for label in labels]
-        generations = sorted({g for label in labels for g in point["BD_by_generation"][label]})
-        lines += ["", "BD (%) per absolute generation:", "",
-                  "| Method | " + " | ".join(f"gen {g}" for g in generations) + " |",
-                  "|---" * (len(generations) + 1) + "|"]
-        for label in labels:
-            means = point["BD_by_generation"][label]
-            lines.append(f"| {label} | " + " | ".join(f"{means[g]:.1f}" if g in means else "n/a"
-                                                      for g in generations) + " |")
+        lines += thin.generation_lines(point["BD_by_generation"], labels, "BD (%) per absolute generation:")
         lines += paired_lines(point["paired_differences"])
         lines.append("")
     return "\n".join(lines) + "\n"

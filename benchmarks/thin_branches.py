@@ -249,17 +249,24 @@ def markdown(summary: dict[str, Any], rows: list[Row], header: str, n_seeds: int
         for label in labels:
             lines.append(f"| {label} | " + " | ".join(_cell(*summary["seed_spread"][label][m], m)
                                                        for m in COLUMNS) + " |")
-    generations = sorted({g for label in labels for g in summary["BD_by_generation"][label]})
-    lines += ["", "BD (%) per airway generation (trachea = 0; mean over the cases that have the generation):", "",
-              "| Method | " + " | ".join(f"gen {g}" for g in generations) + " |",
-              "|---" * (len(generations) + 1) + "|"]
-    for label in labels:
-        means = summary["BD_by_generation"][label]
-        lines.append(f"| {label} | " + " | ".join(f"{means[g]:.1f}" if g in means else "n/a"
-                                                  for g in generations) + " |")
+    lines += generation_lines(summary["BD_by_generation"], labels,
+                              "BD (%) per airway generation (trachea = 0; mean over the cases that have the "
+                              "generation):")
     lines += paired_markdown(summary["paired_differences"])
     lines += distillation_markdown(summary["distillation"])
     return "\n".join(lines) + "\n"
+
+
+def generation_lines(by_generation: dict[str, dict[int, float]], labels: list[str], title: str) -> list[str]:
+    """The Markdown table of BD per generation (one row per label, "n/a" where a row lacks a generation)."""
+    generations = sorted({g for label in labels for g in by_generation[label]})
+    lines = ["", title, "", "| Method | " + " | ".join(f"gen {g}" for g in generations) + " |",
+             "|---" * (len(generations) + 1) + "|"]
+    for label in labels:
+        means = by_generation[label]
+        lines.append(f"| {label} | " + " | ".join(f"{means[g]:.1f}" if g in means else "n/a"
+                                                  for g in generations) + " |")
+    return lines
 
 
 def paired_markdown(differences: list[dict]) -> list[str]:
