@@ -1,4 +1,4 @@
-"""What every benchmark script needs: the machine's name and the process's peak memory.
+"""What every benchmark script needs: the machine's name, the process's peak memory and PNG bytes of a figure.
 
 The benchmarks run as scripts (``python benchmarks/<name>.py``), so they import this file by its name from
 their own folder: ``from common import cpu_name``.
@@ -27,3 +27,13 @@ def peak_rss_bytes() -> int:
     """The peak resident set size of this process so far, in bytes (ru_maxrss is in kB on Linux)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def png_bytes(fig, dpi: int) -> bytes:
+    """A matplotlib Figure laid out tightly and encoded as PNG at ``dpi``."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

@@ -22,7 +22,6 @@ checkpoint. ``--report`` writes the files from the stages finished so far withou
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import thin_branches as thin
-from common import cpu_name
+from common import cpu_name, png_bytes
 
 from nnunet_airway.argument_types import int_at_least
 from nnunet_airway.demo.pipeline import DATA_STAGES, DemoSettings, PhantomExperiment, resolve_device
@@ -253,10 +252,7 @@ def figure(summary: dict[str, Any], labels: list[str], title: str) -> bytes:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=110)
 
 
 def parser() -> argparse.ArgumentParser:

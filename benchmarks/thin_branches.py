@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import io
 import json
 import platform
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from common import cpu_name
+from common import cpu_name, png_bytes
 
 from nnunet_airway.argument_types import int_at_least, positive_float
 from nnunet_airway.demo.pipeline import DATA_STAGES, FOLD, DemoSettings, PhantomExperiment, resolve_device
@@ -350,10 +349,7 @@ def figure(summary: dict[str, Any], rows: list[Row], title: str) -> bytes:
     right.grid(alpha=0.3)
     if right.lines:
         right.legend(fontsize=7)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=120)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,13 +16,12 @@ Writes --out/tree_statistics.{md,json,png}.
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import cpu_name
+from common import cpu_name, png_bytes
 
 from nnunet_airway.argument_types import int_at_least, positive_float
 from nnunet_airway.evaluation.reference import parse_tree
@@ -184,10 +183,7 @@ def figure(stats: dict[str, dict[int, dict]]) -> bytes:
         axis.set_title(name, fontsize=9)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=110)
 
 
 def parser() -> argparse.ArgumentParser:
