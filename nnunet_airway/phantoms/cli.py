@@ -39,10 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview", action="store_true",
                         help="also write OUT/previews/<case>.png (coronal MinIP/MIP of CT and label)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT, replacing its files")
+    parser.add_argument("--from-label", nargs="+", metavar="LABEL", default=None,
+                        help="render a CT around each real airway label (files or folders; .nii.gz, .nii, .nrrd, "
+                             ".mha, ...; nonzero = airway) instead of growing trees; one case per label, named after "
+                             "its file. The label is written unchanged (resampled only with --spacing); -n is not "
+                             "used; --crop lung|lobe cuts a --shape box at the label's spacing; clinical scanner "
+                             "(docs/phantoms-from-labels.md)")
+    parser.add_argument("--lung-mask", nargs="+", metavar="MASK", default=None,
+                        help="with --from-label: one lung mask per label (nonzero = lung, on the label's grid), in "
+                             "the labels' order; default: lungs grown from the tree")
+    parser.add_argument("--extend", action="store_true",
+                        help="with --from-label: draw thin branches grown past the label's terminal branches in the "
+                             "CT and leave them out of the label, as readers miss the thinnest airways")
     parser.set_defaults(_parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.from_label is not None:
+        return _run_from_label(args)
+    if args.lung_mask or args.extend:
+        args._parser.error("--lung-mask and --extend go with --from-label")
     problem = grid_problem(tuple(args.shape), args.spacing, args.crop)
     if problem:
         args._parser.error(f"--shape/--spacing: {problem}")
@@ -53,4 +69,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a setting that no case can satisfy (e.g. a box too small for any subtree)
         args._parser.error(f"--shape/--spacing/--crop: {exc}")
     print(f"wrote {len(cases)} phantom(s) to {args.out}: {', '.join(cases)}")
+    return 0
+
+
+def _run_from_label(args: argparse.Namespace) -> int:
+    from nnunet_airway.label_phantoms import write_label_phantoms  # parses with the evaluator: loaded only here
+
+    if args.scanner == "ideal":
+        args._parser.error("--from-label renders with the clinical scanner model; leave out --scanner ideal")
+    cases = write_label_phantoms(args.from_label, args.out, seed=args.seed, lung_masks=args.lung_mask,
+                                 spacing_xyz=args.spacing, crop=args.crop, shape_zyx=tuple(args.shape),
+                                 extend=args.extend, preview=args.preview, overwrite=args.overwrite)
+    print(f"wrote {len(cases)} phantom(s) around real labels to {args.out}: {', '.join(cases)}")
     return 0

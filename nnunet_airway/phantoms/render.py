@@ -214,6 +214,14 @@ def _add_lungs(volume: np.ndarray, grid: Grid, chest: Chest, hu: Intensities, rn
         return
     x, y, z = grid.coords(box)
     share = inside_fraction(chest.lung_depth(x, y, z), grid.voxel).astype(np.float32)
+    add_lung_tissue(volume, grid, box, share, chest, hu, rng)
+
+
+def add_lung_tissue(volume: np.ndarray, grid: Grid, box: tuple[slice, slice, slice], share: np.ndarray, chest: Chest,
+                    hu: Intensities, rng: np.random.Generator) -> None:
+    """Blend lung parenchyma (texture, gravity gradient, emphysema) into ``volume[box]`` by ``share`` (0-1,
+    float32, shaped like the box)."""
+    _, y, _ = grid.coords(box)
     back = np.clip((y - (chest.centre[1] - 60.0 * chest.scale)) / (150.0 * chest.scale), 0.0, 1.0)
     texture = _smooth_field(share.shape, grid.spacing[::-1], 7.0 * chest.scale, rng) * np.float32(hu.lung_texture)
     lung = np.float32(hu.lung) + np.float32(hu.lung_gravity) * back ** 2 + texture
@@ -251,11 +259,7 @@ def render(grid: Grid, chest: Chest, branches: list[Branch], vessels: tuple[np.n
 
     ``largest_radius`` (mm): the trachea's lumen radius, which wall intensities are graded against
     (default: the first branch's)."""
-    volume = np.empty(grid.shape, np.float32)
-    volume[...] = _body(grid, chest, hu)[None]
-    _add_ribs(volume, grid, chest, hu)
-    if hu.table is not None:
-        _add_table(volume, grid, chest, hu.table)
+    volume = chest_wall(grid, chest, hu)
     _add_lungs(volume, grid, chest, hu, rng)
 
     voxel = grid.voxel
@@ -283,12 +287,27 @@ def render(grid: Grid, chest: Chest, branches: list[Branch], vessels: tuple[np.n
     volume += (hu.vessel - volume) * vessel_share
     volume += (wall_hu - volume) * wall_share
     volume += (hu.lumen - volume) * lumen_share
+    return scanned(volume, grid, hu, rng), label
+
+
+def chest_wall(grid: Grid, chest: Chest, hu: Intensities) -> np.ndarray:
+    """The volume (float32 HU) before the lungs: air, body, spine, ribs and the table."""
+    volume = np.empty(grid.shape, np.float32)
+    volume[...] = _body(grid, chest, hu)[None]
+    _add_ribs(volume, grid, chest, hu)
+    if hu.table is not None:
+        _add_table(volume, grid, chest, hu.table)
+    return volume
+
+
+def scanned(volume: np.ndarray, grid: Grid, hu: Intensities, rng: np.random.Generator) -> np.ndarray:
+    """What the scanner makes of ``volume`` (float32 HU): blur by the point-spread function, correlated noise,
+    int16 HU clipped to [-1024, 3071]."""
     if hu.psf_fwhm_mm > 0.0:
         sigma = hu.psf_fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / grid.spacing[::-1]
         volume = ndimage.gaussian_filter(volume, sigma, mode="nearest", truncate=3.0)
     volume += _correlated_noise(grid.shape, hu.noise, rng)
-    ct = np.clip(np.rint(volume), -1024, 3071).astype(np.int16)
-    return ct, label
+    return np.clip(np.rint(volume), -1024, 3071).astype(np.int16)
 
 
 def wall_intensity(radius: float, largest_radius: float, hu: Intensities) -> float:

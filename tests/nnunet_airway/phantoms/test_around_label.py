@@ -1,0 +1,137 @@
+"""Rendering around a given lumen label: hand-built tubes, exact layer values with blur and noise off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnunet_airway.image_io import Geometry
+from nnunet_airway.phantoms.around_label import (
+    LabelBranch,
+    canonical_axes,
+    canonical_geometry,
+    grow_extensions,
+    render_around_label,
+    wall_thickness_mm,
+)
+from nnunet_airway.phantoms.render import Intensities, wall_intensity
+
+SPACING = (0.5, 0.5, 0.5)
+SHAPE = (40, 48, 48)
+PLAIN = Intensities(noise=0.0, psf_fwhm_mm=0.0, lung_texture=0.0, lung_gravity=0.0, vessel=300.0, lumen=-990.0,
+                    wall_large=80.0, wall_small=-100.0, lung=-850.0)
+
+
+def _tube(radius: float = 3.0) -> tuple[np.ndarray, Geometry, list[LabelBranch]]:
+    """A tube of ``radius`` mm along z through the middle of the grid, with its centreline as one branch."""
+    geometry = Geometry(SPACING, (0.0, 0.0, 0.0))
+    z, y, x = np.meshgrid(*[np.arange(n) * 0.5 for n in SHAPE], indexing="ij")
+    cy, cx = (SHAPE[1] - 1) * 0.25, (SHAPE[2] - 1) * 0.25
+    label = (y - cy) ** 2 + (x - cx) ** 2 <= radius**2
+    points = np.stack([np.full(SHAPE[0], cx), np.full(SHAPE[0], cy), np.arange(SHAPE[0]) * 0.5], axis=1)[::-1]
+    return label, geometry, [LabelBranch(0, None, 0, points, radius)]
+
+
+def _lungs_everywhere(label: np.ndarray) -> np.ndarray:
+    return np.ones(label.shape, bool)
+
+
+def test_wall_thickness_follows_the_t_over_d_ratio_and_its_cap() -> None:
+    t = float(wall_thickness_mm(2.0, 0.2))
+    assert t == pytest.approx(0.2 * 2.0 * (2.0 + t))  # T / D with D the total diameter
+    assert float(wall_thickness_mm(50.0, 0.2)) == 2.5
+
+
+def test_lumen_wall_vessel_and_lung_take_their_values_on_a_hand_built_tube() -> None:
+    label, geometry, branches = _tube()
+    rng = np.random.default_rng(0)
+    out = render_around_label(label, geometry, branches, PLAIN, rng, t_over_d=0.18, bronchoarterial=0.8,
+                              lung_mask=_lungs_everywhere(label))
+    ct = out.ct.astype(float)
+    assert out.ct.shape == label.shape and out.ct.dtype == np.int16
+    assert np.all(ct[label] == -990.0)  # the label is the lumen, no partial volume inside it
+    thickness = float(wall_thickness_mm(3.0, 0.18))
+    z, y, x = np.meshgrid(*[np.arange(n) * 0.5 for n in SHAPE], indexing="ij")
+    r = np.hypot(y - (SHAPE[1] - 1) * 0.25, x - (SHAPE[2] - 1) * 0.25)
+    mid_wall = (r > 3.0 + 0.6) & (r < 3.0 + thickness - 0.6) & (z > 3) & (z < 16)
+    # the trachea's wall: wall_large, graded down a little where the calibre read off the voxel grid falls short
+    # of 3 mm (the centreline voxels lie up to half a voxel off the axis)
+    low = wall_intensity(3.0 - 2 * 0.5, 3.0, PLAIN)
+    assert mid_wall.any() and np.all((ct[mid_wall] >= low - 1.0) & (ct[mid_wall] <= 81.0))
+    assert np.median(ct[mid_wall]) > 70.0
+    far = (r > 12.0)
+    lung = ct[far]
+    assert np.median(lung) == pytest.approx(-850.0, abs=1.0)  # the lung, away from the tube and its artery
+    assert out.vessels == 0  # the trachea has no accompanying artery
+
+
+def test_an_artery_runs_beside_a_child_branch_at_the_bronchoarterial_calibre() -> None:
+    label, geometry, branches = _tube(radius=2.0)
+    child = LabelBranch(1, 0, 1, branches[0].points_mm.copy(), 2.0)
+    out = render_around_label(label, geometry, [branches[0], child], PLAIN, np.random.default_rng(1), t_over_d=0.18,
+                              bronchoarterial=0.8, lung_mask=_lungs_everywhere(label))
+    assert out.vessels == 2  # an artery and a vein for the child
+    ct = out.ct.astype(float)
+    assert np.sum(ct >= 299.0) > 100  # the artery's core at vessel HU (radius 2.5 mm)
+    assert np.all(ct[label] == -990.0)  # vessels never cover the lumen
+
+
+def test_grown_lungs_surround_the_tree_and_keep_clear_of_the_trachea() -> None:
+    label, geometry, branches = _tube(radius=2.0)
+    child_points = branches[0].points_mm[-10:] + np.array([3.0, 0.0, 0.0])
+    tree = [LabelBranch(0, None, 0, branches[0].points_mm[:20], 2.0, (1,)),
+            LabelBranch(1, 0, 1, child_points, 1.5)]
+    out = render_around_label(label, geometry, tree, PLAIN, np.random.default_rng(2), t_over_d=0.18,
+                              bronchoarterial=0.8)
+    assert out.lungs.any()
+    beside_trachea = out.lungs[-4:, SHAPE[1] // 2, SHAPE[2] // 2 - 6]  # 3 mm off the axis, outside the 2 mm lumen
+    assert not beside_trachea.any()  # the mediastinum around the top of the trachea holds no lung
+
+
+def test_extensions_stay_out_of_the_label_and_darken_the_ct() -> None:
+    label, geometry, branches = _tube(radius=1.5)
+    short = LabelBranch(1, 0, 1, branches[0].points_mm[:12], 1.5)  # ends in the middle of the grid
+    tree = [LabelBranch(0, None, 0, branches[0].points_mm[:2], 1.5, (1,)), short]
+    label = label & (np.arange(SHAPE[0])[:, None, None] * 0.5 >= short.points_mm[-1][2] - 1.5)
+    lungs = _lungs_everywhere(label)
+    plain = render_around_label(label, geometry, tree, PLAIN, np.random.default_rng(3), 0.18, 0.8, lung_mask=lungs)
+    extended = render_around_label(label, geometry, tree, PLAIN, np.random.default_rng(3), 0.18, 0.8,
+                                   lung_mask=lungs, extend=True)
+    assert extended.extensions and all(e.generation >= 2 for e in extended.extensions)
+    assert np.array_equal(plain.ct[label], extended.ct[label])
+    darker = (extended.ct.astype(int) < plain.ct.astype(int) - 100) & ~label
+    assert darker.sum() > 20  # the extensions' lumens, outside the label
+
+
+def test_grow_extensions_respects_the_least_radius() -> None:
+    _, _, branches = _tube(radius=0.45)
+    tree = [LabelBranch(0, None, 0, branches[0].points_mm[:2], 1.0, (1,)), LabelBranch(1, 0, 1, branches[0].points_mm, 0.45)]
+    grown = grow_extensions(tree, lambda p: np.ones(len(p)), lambda p: np.full(len(p), 99.0), 0.3,
+                            np.random.default_rng(0))
+    assert grown and all(e.radius_mm >= 0.3 for e in grown) and all(e.parent == 1 for e in grown)
+
+
+@pytest.mark.parametrize("direction, axes, flip", [
+    ((1, 0, 0, 0, 1, 0, 0, 0, 1), (0, 1, 2), (False, False, False)),
+    ((-1, 0, 0, 0, -1, 0, 0, 0, 1), (0, 1, 2), (False, True, True)),
+    ((0, 1, 0, 1, 0, 0, 0, 0, 1), (0, 2, 1), (False, False, False)),
+])
+def test_canonical_axes_of_axis_aligned_directions(direction, axes, flip) -> None:
+    found = canonical_axes(direction)
+    assert found is not None and found.axes == axes and found.flip == flip
+    array = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    assert np.array_equal(found.from_canonical(found.to_canonical(array)), array)
+
+
+def test_an_oblique_direction_has_no_canonical_axes() -> None:
+    c, s = np.cos(0.3), np.sin(0.3)
+    assert canonical_axes((c, -s, 0, s, c, 0, 0, 0, 1)) is None
+
+
+def test_canonical_geometry_puts_the_first_voxel_at_the_physical_low_corner() -> None:
+    geometry = Geometry((0.5, 0.6, 0.7), (10.0, 20.0, 30.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    shape = (4, 5, 6)
+    canonical = canonical_geometry(geometry, shape, canonical_axes(geometry.direction))
+    assert canonical.direction == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    assert canonical.origin == pytest.approx((10.0 - 0.5 * 5, 20.0 - 0.6 * 4, 30.0))
+    assert canonical.spacing == (0.5, 0.6, 0.7)
