@@ -62,6 +62,10 @@ class SimToRealSettings:
     label: Path
     scanner: str = "clinical"
     model: Path | None = None  # a trained nnU-Net model folder: score it, train nothing
+    # real airway labels to render training phantoms around (--from-label), cycled with a new draw per case;
+    # empty: generated whole-chest phantoms
+    train_labels: tuple[Path, ...] = ()
+    phantom_spacing: tuple[float, float, float] | None = None  # from-label phantoms resampled to this (x, y, z mm)
 
 
 def trained_folds(model: Path) -> list[str]:
@@ -92,7 +96,9 @@ class SimToRealExperiment(PhantomExperiment):
                      for fold in trained_folds(self.real.model)}
             checkpoints = {fold: [stat.st_size, stat.st_mtime_ns] for fold, stat in stats.items()}
             return {"real": real, "model": str(self.real.model), "checkpoints": checkpoints}
-        return {**super().identity(), "real": {**real, "scanner": self.real.scanner}}
+        mix = {"train_labels": [str(p) for p in self.real.train_labels],
+               "phantom_spacing": self.real.phantom_spacing} if self.real.train_labels else {}
+        return {**super().identity(), "real": {**real, "scanner": self.real.scanner, **mix}}
 
     @property
     def real_dir(self) -> Path:
@@ -102,9 +108,32 @@ class SimToRealExperiment(PhantomExperiment):
         from nnunet_airway.phantoms.generate import write_phantoms
 
         total = self.settings.cases + self.settings.test_cases
+        if self.real.train_labels:
+            return self.make_label_phantoms(total)
         cases = write_phantoms(self.phantom_dir, total, seed=self.settings.seed, shape_zyx=self.settings.shape_zyx,
                                preview=True, overwrite=True, scanner=self.real.scanner)
         return {"cases": list(cases), "folder": str(self.phantom_dir), "scanner": self.real.scanner}
+
+    def make_label_phantoms(self, total: int) -> dict[str, Any]:
+        """``total`` phantoms around the training labels (label i % n, draw case_seed(seed, i)), named like
+        generated ones; the last is held out, so it shares a tree with a training case."""
+        from nnunet_airway.label_phantoms import phantom_from_label
+        from nnunet_airway.phantoms.generate import case_seed
+        from nnunet_airway.phantoms.preview import write_preview
+
+        cases = []
+        for i in range(total):
+            case = f"phantom_{i:03d}"
+            source = self.real.train_labels[i % len(self.real.train_labels)]
+            phantom = phantom_from_label(source, case_seed(self.settings.seed, i), spacing_xyz=self.real.phantom_spacing,
+                                         extend=True, case=case)
+            write_image(self.phantom_dir / "images" / f"{case}.nii.gz", phantom.ct, phantom.geometry)
+            write_image(self.phantom_dir / "labels" / f"{case}.nii.gz", phantom.label, phantom.geometry)
+            write_json(self.phantom_dir / "truth" / f"{case}.json", phantom.truth)
+            write_preview(self.phantom_dir / "previews" / f"{case}.png", phantom)
+            cases.append(case)
+        return {"cases": cases, "folder": str(self.phantom_dir), "scanner": "clinical",
+                "from_label": [str(p) for p in self.real.train_labels]}
 
     def import_real(self) -> dict[str, Any]:
         ct, geometry = read_image(self.real.image)
@@ -155,7 +184,8 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-TRAINING_OPTIONS = ("budget_minutes", "epochs", "iterations_per_epoch", "cases", "shape", "scanner", "seed")
+TRAINING_OPTIONS = ("budget_minutes", "epochs", "iterations_per_epoch", "cases", "shape", "scanner", "seed",
+                    "train_labels", "phantom_spacing")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None,
                         help="a trained nnU-Net model folder to score instead of training on phantoms")
+    parser.add_argument("--train-labels", type=Path, nargs="+", default=[],
+                        help="train on phantoms rendered around these real airway labels (phantoms --from-label "
+                             "--extend, clinical scanner; cycled, a new draw per case) instead of generated ones; "
+                             "never the real CT's own label")
+    parser.add_argument("--phantom-spacing", type=positive_float("mm"), nargs=3, default=None, metavar=("X", "Y", "Z"),
+                        help="with --train-labels: resample them to this spacing (e.g. the real CT's)")
     args = parser.parse_args(argv)
+    if args.phantom_spacing is not None and not args.train_labels:
+        parser.error("--phantom-spacing goes with --train-labels")
+    if any(p.resolve() == args.label.resolve() for p in args.train_labels):
+        parser.error(f"--train-labels: {args.label} is the real CT's own label; training on it scores nothing")
     if args.model is not None:
         training = [f"--{name.replace('_', '-')}" for name in TRAINING_OPTIONS
                     if getattr(args, name) != parser.get_default(name)]
@@ -189,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = None if args.epochs is None else {EPOCHS_VARIABLE: str(args.epochs)}  # iterations: the settings
     experiment = SimToRealExperiment(args.workdir.resolve(), settings,
                                      SimToRealSettings(args.image.resolve(), args.label.resolve(), args.scanner,
-                                                       args.model.resolve() if args.model else None),
+                                                       args.model.resolve() if args.model else None,
+                                                       tuple(p.resolve() for p in args.train_labels),
+                                                       None if args.phantom_spacing is None
+                                                       else tuple(args.phantom_spacing)),
                                      resolve_device(args.device), budget)
     experiment.run()
     result = experiment.ledger.result("evaluate_real")

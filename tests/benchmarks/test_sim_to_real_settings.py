@@ -113,3 +113,40 @@ def test_training_options_with_a_model_are_a_usage_error(sim_to_real, tmp_path: 
                           "--model", str(model), "--epochs", "3", "--scanner", "ideal"])
     assert raised.value.code == 2
     assert "--epochs, --scanner: training options, but --model" in capsys.readouterr().err
+
+
+def test_training_labels_are_part_of_the_identity_and_render_cycled_phantoms(sim_to_real, tmp_path: Path) -> None:
+    import numpy as np
+
+    from nnunet_airway import image_io, writing
+
+    z, y, x = np.meshgrid(np.arange(48.0), np.arange(40.0), np.arange(40.0), indexing="ij")
+    tube = ((y - 20) ** 2 + (x - 20) ** 2 <= 9) & (z > 20)
+    fork = tube | (((y - 20) ** 2 + (x - 20 - (20 - z) * 0.6) ** 2 <= 4) & (z <= 21) & (z > 4)) | \
+        (((y - 20) ** 2 + (x - 20 + (20 - z) * 0.6) ** 2 <= 4) & (z <= 21) & (z > 4))
+    label = tmp_path / "tree.nii.gz"
+    writing.write_image(label, fork.astype(np.uint8), image_io.Geometry((1.0, 1.0, 1.0)))
+    real = sim_to_real.SimToRealSettings(Path("/data/ct.nrrd"), Path("/data/lm.nrrd"), train_labels=(label,),
+                                         phantom_spacing=(2.0, 2.0, 2.0))
+    work = tmp_path / "work"
+    chosen = sim_to_real.SimToRealExperiment(work, DemoSettings(cases=2, test_cases=1), real, "cpu")
+    plain = experiment(sim_to_real, work, "lm.nrrd")
+    assert chosen.identity()["real"]["train_labels"] == [str(label)] and "train_labels" not in plain.identity()["real"]
+    made = chosen.make_phantoms()
+    assert made["cases"] == ["phantom_000", "phantom_001", "phantom_002"]
+    for case in made["cases"]:
+        written, geometry = image_io.read_image(work / "phantoms" / "labels" / f"{case}.nii.gz")
+        assert geometry.spacing == (2.0, 2.0, 2.0) and written.shape == (24, 20, 20)
+    images = [image_io.read_image(work / "phantoms" / "images" / f"{c}.nii.gz")[0] for c in made["cases"]]
+    assert not np.array_equal(images[0], images[1])  # one tree, a new draw per case
+
+
+def test_the_real_ct_label_cannot_be_a_training_label(sim_to_real, tmp_path: Path) -> None:
+    label = tmp_path / "lm.nrrd"
+    with pytest.raises(SystemExit):
+        sim_to_real.main(["--image", str(tmp_path / "ct.nrrd"), "--label", str(label), "--workdir",
+                          str(tmp_path / "w"), "--train-labels", str(label)])
+    with pytest.raises(SystemExit):
+        sim_to_real.main(["--image", str(tmp_path / "ct.nrrd"), "--label", str(label), "--workdir",
+                          str(tmp_path / "w"), "--phantom-spacing", "1", "1", "1"])
+    assert not (tmp_path / "w").exists()
