@@ -40,7 +40,9 @@ CROP_TREE_ATTEMPTS = 8
 DEEP_CROP_BOX_MM = 64.0
 DEEP_CROP_MIN_LABELLED = 20
 DEEP_CROP_MIN_GENERATION = 6
-GENERATOR_VERSION = 2  # 2: crops, scanner models (whole-chest ideal cases unchanged from 1)
+# 2: crops, scanner models (whole-chest ideal cases unchanged from 1); 3: calibre, counts and branching angles
+# brought to real trees' (docs/tree-statistics.md); version 2 is commit b97ce71
+GENERATOR_VERSION = 3
 LABEL_MIN_RADIUS_VOXELS = 0.6  # least labelled lumen radius, in (largest) voxel spacings
 SPACING_RANGE_MM = (0.01, 100.0)  # a spacing outside this is a typo, not a CT
 # peak memory of one phantom per voxel: measured 28-30 bytes (float32 work arrays, CT and label, the copies

@@ -2,12 +2,13 @@
 
 The trachea runs from the top of the field of view down to the carina; the two main bronchi leave it
 in one plane (the right one steeper and wider), aimed at the deepest lung they can reach. From there
-every branch either ends or splits into two children whose lumen radii are 0.70-0.80 of its own; the
-wider child leaves its axis at 25-34 degrees, the narrower at 34-45, and their branching plane is
-turned 60-120 degrees about the branch against the plane the branch itself lies in (40-50 degrees
-where nothing else fits). Sample points of the lungs are shared out between the branches (each
-branch's territory); each candidate plane cuts the territory in two and each child heads for the
-centroid of its half, so the tree spreads through the lungs. A split whose children cannot stay inside
+every branch either ends or splits into two children whose lumen radii are 0.62-0.76 of its own down to
+generation 4 and 0.76-0.88 past it (``TreeParameters``); each child turns part of the way towards the
+centroid of its half of the branch's territory, the wider child by 12-35 degrees, the narrower by
+18-50, and their branching plane is turned 60-120 degrees about the branch against the plane the branch
+itself lies in (40-50 degrees where nothing else fits). Sample points of the lungs are shared out
+between the branches (each branch's territory); each candidate plane cuts the territory in two, so the
+tree spreads through the lungs. A split whose children cannot stay inside
 the lungs or would come closer than a clearance to another branch's wall is not made: the branch ends
 there. Growth is breadth-first, so the large airways claim their space first. Children thick enough
 for the label are first tried at the length a skeleton needs to read them as branches (``LabelRule``).
@@ -26,13 +27,26 @@ from nnunet_airway.phantoms.anatomy import Chest
 
 @dataclass(frozen=True)
 class TreeParameters:
-    """How the tree is grown. Angles in degrees, lengths relative to the branch's lumen radius."""
+    """How the tree is grown. Angles in degrees, lengths relative to the branch's lumen radius.
+
+    Lumen radius ratios (child / parent) fall fast over the central airways and slowly past them, as in
+    Weibel's morphometry (Weibel 1963, *Morphometry of the Human Lung*: diameter ratios near 0.68 over
+    generations 1-3, 0.8-0.85 deeper): ``major_ratio``/``minor_ratio`` for children up to generation
+    ``central_generations``, ``deep_major_ratio``/``deep_minor_ratio`` past it.
+    """
 
     max_generation: int = 10  # trachea = 0
-    major_ratio: tuple[float, float] = (0.76, 0.80)  # lumen radius of the wider child / parent
-    minor_ratio: tuple[float, float] = (0.70, 0.74)
-    major_angle: tuple[float, float] = (25.0, 34.0)  # the wider child deviates less (flow division)
-    minor_angle: tuple[float, float] = (34.0, 45.0)
+    main_bronchus_ratio: tuple[tuple[float, float], tuple[float, float]] = ((0.64, 0.70), (0.56, 0.62))  # right, left
+    main_bronchus_angle: tuple[tuple[float, float], tuple[float, float]] = ((25.0, 32.0), (38.0, 45.0))
+    central_generations: int = 4  # children of this generation and above use the central ratios
+    major_ratio: tuple[float, float] = (0.70, 0.76)  # lumen radius of the wider child / parent
+    minor_ratio: tuple[float, float] = (0.62, 0.68)
+    deep_major_ratio: tuple[float, float] = (0.82, 0.88)
+    deep_minor_ratio: tuple[float, float] = (0.76, 0.82)
+    major_angle: tuple[float, float] = (12.0, 35.0)  # the wider child deviates less (flow division)
+    minor_angle: tuple[float, float] = (18.0, 50.0)
+    # a child turns this share of the angle towards the centroid of its half of the territory (then clamped)
+    angle_share: tuple[float, float] = (0.5, 0.8)
     length_per_radius: tuple[float, float] = (5.5, 9.0)  # branch length / lumen radius without territory
     min_length_per_radius: float = 3.5  # shortest branch tried when the full length does not fit
     max_length_per_radius: float = 14.0
@@ -43,6 +57,12 @@ class TreeParameters:
     fallback_plane_rotations: tuple[float, ...] = (40.0, 50.0, 130.0, 140.0)  # +- 5; when nothing else fits
     wall_per_radius: float = 0.22  # wall thickness = wall_per_radius * r + wall_offset * chest scale
     wall_offset: float = 0.35
+
+    def child_ratios(self, child_generation: int) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(wider, narrower) child's radius-ratio range for children of ``child_generation``."""
+        if child_generation <= self.central_generations:
+            return self.major_ratio, self.minor_ratio
+        return self.deep_major_ratio, self.deep_minor_ratio
 
 
 @dataclass(frozen=True)
@@ -214,8 +234,9 @@ class _Grower:
         d = trachea.direction
         lateral = _unit(np.cross(np.cross(d, [-1.0, 0.0, 0.0]), d))  # towards patient right, normal to d
         posterior = np.cross(d, lateral)
-        radii = trachea.radius * np.array([u(0.78, 0.80), u(0.70, 0.73)])  # right, left
-        angle_choices = np.radians([np.linspace(25.0, 32.0, 4), np.linspace(38.0, 45.0, 4)])  # (2, A)
+        (right_ratio, left_ratio), (right_angle, left_angle) = self.params.main_bronchus_ratio, self.params.main_bronchus_angle
+        radii = trachea.radius * np.array([u(*right_ratio), u(*left_ratio)])
+        angle_choices = np.radians([np.linspace(*right_angle, 4), np.linspace(*left_angle, 4)])  # (2, A)
         tilts = np.radians(np.linspace(-20.0, 5.0, 6) + u(-2.0, 2.0))  # (T,) the bronchi run a little backwards
         steps = np.arange(1.0, 101.0) * self.chest.scale  # (S,) candidate lengths, mm
         side = np.array([1.0, -1.0])[:, None, None]
@@ -260,11 +281,13 @@ class _Grower:
         nothing else fits.
         """
         p, u = self.params, self.rng.uniform
+        wider_ratio, narrower_ratio = p.child_ratios(branch.generation + 1)
         draws = _SplitDraws(
-            ratios=np.array([u(*p.major_ratio), u(*p.minor_ratio)]),
+            ratios=np.array([u(*wider_ratio), u(*narrower_ratio)]),
             angles=np.radians([u(*p.major_angle), u(*p.minor_angle)]),
             length_per_radius=np.array([u(*p.length_per_radius), u(*p.length_per_radius)]),
             reach_share=u(*p.reach_share),
+            angle_share=u(*p.angle_share),
         )
         rotation_sets = [np.array(p.plane_rotations) + u(-7.0, 7.0, len(p.plane_rotations)),
                          np.array(p.fallback_plane_rotations) + u(-5.0, 5.0, len(p.fallback_plane_rotations))]
@@ -319,7 +342,10 @@ class _Grower:
         lo = np.radians(np.where(is_wider, p.major_angle[0], p.minor_angle[0]))
         hi = np.radians(np.where(is_wider, p.major_angle[1], p.minor_angle[1]))
         default = np.where(is_wider, draws.angles[0], draws.angles[1])
-        angles = np.where(has_points, np.clip(np.arctan2(across, along), lo, hi), default)
+        # a child turns part of the way towards its half's centroid; where that would turn it past its range (the
+        # half lies far to the side or behind, as around deep branches), it takes the angle drawn within the range
+        towards = draws.angle_share * np.arctan2(across, along)
+        angles = np.where(has_points & (towards <= hi), np.maximum(towards, lo), default)
         radius = branch.radius * np.where(wider[:, None], draws.ratios[None, :], draws.ratios[None, ::-1])
         distance = np.linalg.norm(centroids, axis=2)
         lengths = np.where(has_points, draws.reach_share * distance, draws.length_per_radius[None, :] * radius)
@@ -375,9 +401,10 @@ class _Grower:
 
 class _SplitDraws(NamedTuple):
     ratios: np.ndarray  # (2,) wider and narrower child's radius / parent's
-    angles: np.ndarray  # (2,) rad, used where a child's half of the territory is empty
+    angles: np.ndarray  # (2,) rad, where a child's half of the territory is empty or too far to the side
     length_per_radius: np.ndarray  # (2,) likewise
     reach_share: float
+    angle_share: float
 
 
 class _Candidates(NamedTuple):

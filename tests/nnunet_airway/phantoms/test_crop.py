@@ -22,6 +22,7 @@ from nnunet_airway.phantoms.generate import (
     holds_deep_crops,
 )
 from nnunet_airway.phantoms.preview import preview_panels
+from nnunet_airway.phantoms.tree import TreeParameters, grow_airway_tree
 
 CROP_SHAPE, CROP_SPACING = (64, 96, 96), (0.9, 0.9, 0.9)
 
@@ -36,20 +37,20 @@ def test_sidecar_of_a_fixed_seed(lobe: Phantom) -> None:
     truth = lobe.truth
     crop = dict(truth["crop"])
     rule = crop.pop("label_rule")
-    assert crop == {
-        "kind": "lobe", "tree_attempt": 0, "deep_target_met": None, "root": 51, "root_generation": 5, "root_parent": 26, "root_radius_mm": 1.7505,
-        "root_entry_mm": [67.741, 23.893, -430.862],
-        "box_low_mm": [57.85, 23.712, -489.138], "box_high_mm": [144.25, 110.112, -431.538],
-        "box_offset_zyx": [60, 214, 252], "chest_grid_shape_zyx": [334, 389, 389],
+    assert crop == {  # generator version 3
+        "kind": "lobe", "tree_attempt": 0, "deep_target_met": None, "root": 18, "root_generation": 4, "root_parent": 8,
+        "root_radius_mm": 2.0072, "root_entry_mm": [-44.092, -13.272, -416.267],
+        "box_low_mm": [-133.85, -27.588, -473.838], "box_high_mm": [-47.45, 58.812, -416.238],
+        "box_offset_zyx": [77, 157, 39], "chest_grid_shape_zyx": [334, 389, 389],
         "generations": "absolute: trachea = 0; the root's generation is root_generation",
     }
     assert "descendants" in rule and "label_min_radius_mm" in rule
     assert truth["anatomy_scale"] == 1.0
     assert truth["shape_zyx"] == list(CROP_SHAPE) and truth["spacing_xyz"] == pytest.approx(CROP_SPACING)
-    assert truth["n_labelled_branches"] == 15 and truth["max_labelled_generation"] == 8
+    assert truth["n_labelled_branches"] == 15 and truth["max_labelled_generation"] == 9
     assert [b["id"] for b in truth["branches"] if b["labelled"]] == [
-        51, 95, 96, 167, 168, 169, 170, 295, 296, 297, 298, 299, 300, 301, 302]
-    assert truth["label_voxels"] == int(lobe.label.sum()) == 862
+        18, 37, 38, 73, 74, 75, 76, 137, 138, 139, 140, 249, 250, 419, 420]
+    assert truth["label_voxels"] == int(lobe.label.sum()) == 1661
     # the grid's first voxel centre lies half a voxel inside the box's low face
     assert np.allclose(np.asarray(truth["origin_xyz"]) - 0.45, crop["box_low_mm"], atol=2e-3)
     assert json.loads(json.dumps(truth)) == truth  # plain JSON
@@ -133,14 +134,33 @@ def test_preview_panels_of_a_crop_show_the_lungs_and_the_labelled_tree(lobe: Pha
     assert np.array_equal(coronal.image, lobe.ct[:, j, :])
 
 
+def stunt_the_first_tree(monkeypatch: pytest.MonkeyPatch, max_generation: int) -> list[int]:
+    """Stop every tree grown after a full-grown one (and the first) at ``max_generation``, so that the first tree of
+    each grow_case stops early, as a few seeds' trees did in generator version 2, and the one grown again does not;
+    returns the max_generation of every tree grown, in order."""
+    grown: list[int] = []
+    full = TreeParameters().max_generation
+
+    def grow(*args, **kwargs):
+        stunted = not grown or grown[-1] == full
+        grown.append(max_generation if stunted else full)
+        return grow_airway_tree(*args, **kwargs, params=TreeParameters(max_generation=grown[-1]))
+
+    monkeypatch.setattr(generate, "grow_airway_tree", grow)
+    return grown
+
+
 @pytest.mark.slow
-def test_a_tree_whose_label_stops_early_is_grown_again_for_a_crop() -> None:
-    # case_seed(0, 10)'s first tree labels 5 branches (two unlabelled gen-2 siblings stop the label), so no
-    # lobe subtree of >= 3 labelled branches exists; choose_crop raised and thin_branches.py stopped on it
+def test_a_tree_whose_label_stops_early_is_grown_again_for_a_crop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a first tree that stops at the lobar bronchi has no lobe subtree of >= 3 labelled branches (in generator
+    # version 2, case_seed(0, 10)'s did: two unlabelled gen-2 siblings stopped its label); choose_crop raised and
+    # thin_branches.py stopped on it
+    grown = stunt_the_first_tree(monkeypatch, max_generation=2)
     phantom = generate_phantom(case_seed(0, 10), (128, 160, 160), (0.7, 0.7, 0.7), crop="lobe")
-    assert phantom.truth["crop"]["tree_attempt"] >= 1
+    assert grown == [2, 10] and phantom.truth["crop"]["tree_attempt"] == 1
     assert phantom.truth["n_labelled_branches"] >= 3 and phantom.label.any()
     again = generate_phantom(case_seed(0, 10), (128, 160, 160), (0.7, 0.7, 0.7), crop="lobe")
+    assert grown == [2, 10, 2, 10]
     assert np.array_equal(again.ct, phantom.ct) and again.truth == phantom.truth
 
 
@@ -155,15 +175,18 @@ DEEP_SHAPE, DEEP_SPACING = (128, 160, 160), (0.7, 0.7, 0.7)
 
 
 @pytest.mark.slow
-def test_a_shallow_crop_in_a_large_box_is_grown_again_to_the_target() -> None:
-    # `phantoms -n 3 --seed 11 --shape 128 160 160 --spacing 0.7 0.7 0.7 --crop lobe`: the second case's first
-    # tree gave a crop of 3 labelled branches reaching generation 3
-    grown = grow_case(case_seed(11, 1), DEEP_SHAPE, DEEP_SPACING, "lobe", "clinical")
-    assert grown.deep and grown.attempt >= 1
-    n_labelled, deepest = crop_depth(grown.branches, grown.crop)
+def test_a_shallow_crop_in_a_large_box_is_grown_again_to_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    # generator version 2, `phantoms -n 3 --seed 11 --shape 128 160 160 --spacing 0.7 0.7 0.7 --crop lobe`: the
+    # second case's first tree gave a crop of 3 labelled branches reaching generation 3; here a first tree that
+    # stops at generation 5 gives a crop below the target of generation 6
+    grown = stunt_the_first_tree(monkeypatch, max_generation=5)
+    case = grow_case(case_seed(11, 1), DEEP_SHAPE, DEEP_SPACING, "lobe", "clinical")
+    assert grown == [5, 10] and case.deep and case.attempt == 1
+    n_labelled, deepest = crop_depth(case.branches, case.crop)
     assert n_labelled >= DEEP_CROP_MIN_LABELLED and deepest >= DEEP_CROP_MIN_GENERATION
     again = generate_phantom(case_seed(11, 1), DEEP_SHAPE, DEEP_SPACING, crop="lobe")
-    assert again.truth["crop"]["tree_attempt"] == grown.attempt and again.truth["crop"]["deep_target_met"] is True
+    assert grown == [5, 10, 5, 10]
+    assert again.truth["crop"]["tree_attempt"] == case.attempt and again.truth["crop"]["deep_target_met"] is True
     assert again.truth["n_labelled_branches"] == n_labelled and again.truth["max_labelled_generation"] == deepest
 
 
