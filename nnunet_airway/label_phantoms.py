@@ -46,6 +46,10 @@ from nnunet_airway.phantoms.scanner import clinical_intensities
 from nnunet_airway.phantoms.tree import Branch
 
 PARSE_CONNECTIVITY = 26
+# a label resampled to a spacing at least twice its own is drawn on a grid up to this many times finer per axis, but
+# not finer than DRAW_SPACING_MM, and averaged into the written voxels (partial volume of a coarse scan)
+MAX_AVERAGE_FACTOR = 4
+DRAW_SPACING_MM = 1.0
 CROP_MIN_STEPS = 8.0  # the label rule's skeleton steps (phantoms.tree.LabelRule), for the root's stub in a crop
 
 
@@ -176,6 +180,15 @@ def resampled_label(label: np.ndarray, geometry: image_io.Geometry, spacing_xyz:
     return values >= 0.5, image_io.Geometry(tuple(float(v) for v in new), tuple(float(v) for v in origin))
 
 
+def average_factor(source_spacing_xyz: Sequence[float], spacing_xyz: Sequence[float]) -> tuple[int, int, int]:
+    """Per axis (z, y, x): how many drawn voxels average into one written voxel at ``spacing_xyz`` (mm) for a label
+    of ``source_spacing_xyz``: floor(written / source), at most MAX_AVERAGE_FACTOR and DRAW_SPACING_MM per drawn
+    voxel; 1 on every axis unless one reaches 2."""
+    factor = [max(1, min(int(np.floor(new / old + 1e-6)), int(np.floor(new / DRAW_SPACING_MM + 1e-6)),
+                         MAX_AVERAGE_FACTOR)) for old, new in zip(source_spacing_xyz, spacing_xyz, strict=True)]
+    return (1, 1, 1) if max(factor) < 2 else (factor[2], factor[1], factor[0])
+
+
 def _label_crop(branches: list[LabelBranch], kind: str, shape_zyx: tuple[int, int, int], grid_shape: tuple[int, ...],
                 geometry: image_io.Geometry, t_over_d: float, name: str) -> tuple[tuple[slice, slice, slice], Any]:
     """The window (slices) of a lung or lobe crop on the label's grid, chosen as for generated trees."""
@@ -239,13 +252,26 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
         lungs = axes.to_canonical(lung_values > 0)
     canonical = axes.to_canonical(label)
     geometry = canonical_geometry(source_geometry, values.shape, axes)
-    resampled = None
+    resampled, drawn = None, None  # drawn: (label, lungs, geometry, factor) on the finer grid drawn and averaged
     if spacing_xyz is not None:
+        source_canonical, source_canonical_geometry = canonical, geometry
         canonical, geometry = resampled_label(canonical, geometry, spacing_xyz)
         if lungs is not None:
-            lungs = resampled_label(lungs, canonical_geometry(source_geometry, values.shape, axes), spacing_xyz)[0]
+            source_lungs = lungs
+            lungs = resampled_label(lungs, source_canonical_geometry, spacing_xyz)[0]
+        factor = average_factor(source_canonical_geometry.spacing, geometry.spacing) if crop == "chest" else (1, 1, 1)
         resampled = {"from_spacing_xyz": list(source_geometry.spacing), "to_spacing_xyz": list(geometry.spacing),
                      "method": "linear interpolation of the 0/1 label, airway where >= 0.5; identity direction"}
+        if factor != (1, 1, 1):
+            fine_spacing = np.asarray(geometry.spacing) / np.asarray(factor[::-1])
+            fine_shape = tuple(n * k for n, k in zip(canonical.shape, factor, strict=True))
+            fine_label, fine_geometry = resampled_label(source_canonical, source_canonical_geometry, fine_spacing)
+            fine_lungs = None if lungs is None else resampled_label(
+                source_lungs, source_canonical_geometry, fine_spacing)[0][tuple(slice(0, n) for n in fine_shape)]
+            drawn = (fine_label[tuple(slice(0, n) for n in fine_shape)], fine_lungs, fine_geometry, factor)
+            resampled["ct"] = (f"drawn at {' x '.join(f'{v:g}' for v in np.round(fine_spacing, 4))} mm around the "
+                               f"label resampled there, then averaged over blocks of {' x '.join(map(str, factor[::-1]))}"
+                               f" (x, y, z) voxels: partial volume")
         written_label, written_geometry, to_index = canonical, geometry, None
     else:
         written_label, written_geometry = label, source_geometry
@@ -278,8 +304,13 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
                        "box_offset_zyx": offset, "shape_zyx": list(shape),
                        "generations": "absolute: the parse's trachea = 0",
                        "label": "the source label inside the box (every airway there, not only the root's subtree)"}
-    rendered = render_around_label(canonical, geometry, canonical_branches, hu, rng, t_over_d, bronchoarterial,
-                                   lung_mask=lungs, extend=extend, window=window)
+    if drawn is None:
+        rendered = render_around_label(canonical, geometry, canonical_branches, hu, rng, t_over_d, bronchoarterial,
+                                       lung_mask=lungs, extend=extend, window=window)
+    else:  # the parse's branches are in mm, so they serve the finer grid as they are
+        fine_label, fine_lungs, fine_geometry, factor = drawn
+        rendered = render_around_label(fine_label, fine_geometry, canonical_branches, hu, rng, t_over_d,
+                                       bronchoarterial, lung_mask=fine_lungs, extend=extend, average_zyx=factor)
     if window is None and to_index is not None:
         ct, out_label, out_geometry = axes.from_canonical(rendered.ct), written_label, written_geometry
     else:  # a crop or a resampled label: the canonical frame is the written one

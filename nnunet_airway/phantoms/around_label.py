@@ -392,12 +392,19 @@ def render_around_label(label: np.ndarray, geometry: Geometry, branches: list[La
                         rng: np.random.Generator, t_over_d: float, bronchoarterial: float,
                         lung_mask: np.ndarray | None = None, extend: bool = False,
                         window: tuple[slice, slice, slice] | None = None,
-                        extension_min_radius: float = 0.3) -> RenderedAroundLabel:
+                        extension_min_radius: float = 0.3,
+                        average_zyx: tuple[int, int, int] = (1, 1, 1)) -> RenderedAroundLabel:
     """CT (int16 HU) of ``window`` (default: all) of the grid of ``label`` (bool (Z, Y, X), identity direction),
     drawn around the label from its parsed ``branches`` in the layers of the module docstring. ``lung_mask``
-    (bool, the label's grid): the lungs; None: grown from the tree. The chest is fitted to the whole grid."""
+    (bool, the label's grid): the lungs; None: grown from the tree. The chest is fitted to the whole grid.
+    ``average_zyx``: draw on the label's (fine) grid, then average blocks of that many voxels per axis into the
+    CT's voxels before the scanner model (partial volume of a coarse scan: a voxel holds the mean of what lies in
+    it); the label's shape must be a multiple of it, and there is no window then."""
     if any(abs(d - i) > 1e-6 for d, i in zip(geometry.direction, (1, 0, 0, 0, 1, 0, 0, 0, 1), strict=True)):
         raise ValueError("render_around_label needs an identity direction; bring the arrays there with canonical_axes")
+    factor = tuple(int(k) for k in average_zyx)
+    if factor != (1, 1, 1) and (window is not None or any(n % k for n, k in zip(label.shape, factor, strict=True))):
+        raise ValueError(f"average_zyx {factor} needs the whole grid and a shape {label.shape} divisible by it")
     label = np.asarray(label, bool)
     window = tuple(slice(0, n) for n in label.shape) if window is None else window  # type: ignore[assignment]
     full = Grid(label.shape, geometry)
@@ -452,7 +459,25 @@ def render_around_label(label: np.ndarray, geometry: Geometry, branches: list[La
                 np.maximum(region, tube_fraction(dist, ext.radius_mm, voxel), out=region)
     volume += (wall_hu - volume) * wall_share
     volume += (np.float32(hu.lumen) - volume) * lumen_share
+    if factor != (1, 1, 1):
+        volume, lung_share = block_mean(volume, factor), block_mean(lung_share, factor)
+        grid = coarser_grid(grid, factor)
     return RenderedAroundLabel(scanned(volume, grid, hu, rng), lung_share > 0.5, len(vessels[2]), extensions)
+
+
+def block_mean(array: np.ndarray, factor_zyx: tuple[int, int, int]) -> np.ndarray:
+    """Mean over non-overlapping blocks of ``factor_zyx`` voxels (the shape a multiple of it) -> (Z/kz, Y/ky, X/kx)."""
+    (kz, ky, kx), (z, y, x) = factor_zyx, array.shape
+    return array.reshape(z // kz, kz, y // ky, ky, x // kx, kx).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def coarser_grid(grid: Grid, factor_zyx: tuple[int, int, int]) -> Grid:
+    """The grid whose voxels are blocks of ``factor_zyx`` voxels of ``grid`` (centres at the blocks' centres)."""
+    k_xyz = np.asarray(factor_zyx[::-1], float)
+    spacing = grid.spacing * k_xyz
+    origin = grid.origin + (k_xyz - 1.0) / 2.0 * grid.spacing
+    shape = tuple(n // k for n, k in zip(grid.shape, factor_zyx, strict=True))
+    return Grid(shape, Geometry(tuple(float(v) for v in spacing), tuple(float(v) for v in origin)))
 
 
 def _label_walls(label: np.ndarray, grid: Grid, branches: list[LabelBranch], t_over_d: float, largest: float,

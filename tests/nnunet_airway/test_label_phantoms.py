@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from nnunet_airway import image_io, writing
 from nnunet_airway.errors import DataError
-from nnunet_airway.label_phantoms import phantom_from_label, sha256, write_label_phantoms
+from nnunet_airway.label_phantoms import average_factor, phantom_from_label, sha256, write_label_phantoms
 from nnunet_airway.phantoms.around_label import LABEL_RANGES
 
 SHARED_TREE = Path(__file__).resolve().parents[3] / "shared" / "data" / "atm22_trees" / "ATM_224_timi.nii.gz"
@@ -104,6 +105,21 @@ def test_resampling_is_said_and_a_lung_mask_is_used(tree_file: Path, tmp_path: P
     assert abs(int(phantom.label.sum()) * 8 - int(_tree_label().sum())) < 0.25 * _tree_label().sum()
     outside = phantom.ct[36:, :, :][phantom.label[36:] == 0]  # above the given lungs: body, no parenchyma
     assert np.median(outside) > -200
+    # twice the label's spacing: drawn at 1 mm and averaged, so the lumen's border voxels mix lumen and wall
+    assert "averaged over blocks of 2 x 2 x 2" in phantom.truth["label_resampled"]["ct"]
+    lumen = phantom.truth["intensities_hu"]["lumen"]
+    core = ndimage.binary_erosion(phantom.label)
+    border = phantom.label.astype(bool) & ~core
+    assert np.median(phantom.ct[border]) > np.median(phantom.ct[core]) + 100
+    assert abs(np.median(phantom.ct[core]) - lumen) < 50
+
+
+def test_the_averaging_factor_draws_at_about_1_mm_and_at_most_4_times_finer() -> None:
+    assert average_factor((0.54, 0.54, 0.5), (4.17, 4.17, 3.99)) == (3, 4, 4)  # z, y, x
+    assert average_factor((0.54, 0.54, 0.5), (1.5, 1.5, 1.5)) == (1, 1, 1)  # finer than 1 mm would be needed
+    assert average_factor((0.5, 0.5, 0.5), (8.0, 8.0, 8.0)) == (4, 4, 4)
+    assert average_factor((1.0, 1.0, 2.5), (2.0, 2.0, 2.5)) == (1, 2, 2)
+    assert average_factor((1.0, 1.0, 1.0), (1.9, 1.9, 1.9)) == (1, 1, 1)
 
 
 def test_bad_inputs_are_refused_naming_the_file(tree_file: Path, tmp_path: Path) -> None:

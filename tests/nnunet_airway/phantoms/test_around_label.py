@@ -8,13 +8,15 @@ import pytest
 from nnunet_airway.image_io import Geometry
 from nnunet_airway.phantoms.around_label import (
     LabelBranch,
+    block_mean,
     canonical_axes,
     canonical_geometry,
+    coarser_grid,
     grow_extensions,
     render_around_label,
     wall_thickness_mm,
 )
-from nnunet_airway.phantoms.render import Intensities, wall_intensity
+from nnunet_airway.phantoms.render import Grid, Intensities, wall_intensity
 
 SPACING = (0.5, 0.5, 0.5)
 SHAPE = (40, 48, 48)
@@ -135,3 +137,30 @@ def test_canonical_geometry_puts_the_first_voxel_at_the_physical_low_corner() ->
     assert canonical.direction == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
     assert canonical.origin == pytest.approx((10.0 - 0.5 * 5, 20.0 - 0.6 * 4, 30.0))
     assert canonical.spacing == (0.5, 0.6, 0.7)
+
+
+def test_block_mean_and_the_coarser_grid_are_exact_on_a_tiny_array() -> None:
+    array = np.arange(2 * 4 * 6, dtype=np.float32).reshape(2, 4, 6)
+    means = block_mean(array, (2, 2, 3))
+    assert means.shape == (1, 2, 2)
+    assert means[0, 0, 0] == pytest.approx(np.mean([0, 1, 2, 6, 7, 8, 24, 25, 26, 30, 31, 32]))
+    coarse = coarser_grid(Grid((2, 4, 6), Geometry((0.5, 1.0, 2.0), (10.0, 20.0, 30.0))), (2, 2, 3))
+    assert coarse.shape == (1, 2, 2)
+    assert np.allclose(coarse.spacing, (1.5, 2.0, 4.0)) and np.allclose(coarse.origin, (10.5, 20.5, 31.0))
+
+
+def test_an_averaged_render_is_the_mean_of_the_fine_one() -> None:
+    label, geometry, branches = _tube()
+    lungs = _lungs_everywhere(label)
+    fine = render_around_label(label, geometry, branches, PLAIN, np.random.default_rng(4), 0.18, 0.8, lung_mask=lungs)
+    averaged = render_around_label(label, geometry, branches, PLAIN, np.random.default_rng(4), 0.18, 0.8,
+                                   lung_mask=lungs, average_zyx=(2, 4, 4))
+    assert averaged.ct.shape == (20, 12, 12)
+    # the fine CT was rounded to integers before this mean, the averaged one after
+    assert np.abs(averaged.ct - block_mean(fine.ct.astype(np.float32), (2, 4, 4))).max() <= 1.0
+    # the tube's 3 mm lumen is 3 averaged voxels wide: its border voxels mix lumen and wall
+    centre = averaged.ct[10, 5:7, 5:7].astype(float)
+    assert centre.max() < -600 and averaged.ct[10, 5, 3] > centre.max() + 100
+    with pytest.raises(ValueError, match="divisible"):
+        render_around_label(label, geometry, branches, PLAIN, np.random.default_rng(4), 0.18, 0.8,
+                            lung_mask=lungs, average_zyx=(3, 3, 3))
