@@ -26,7 +26,7 @@ class Range(NamedTuple):
 CLINICAL_RANGES: dict[str, Range] = {
     "air": Range(-1010.0, -985.0,
                  "outside-body air: ACR CT accreditation phantom criterion for air, -1005 to -970 HU"),
-    "lumen": Range(-1015.0, -935.0,
+    "lumen": Range(-1000.0, -935.0,
                    "airway lumen air: nominal -1000 HU; clinical scans read tracheal air higher through "
                    "blur, scatter and calibration (this project measured -950 to -900 HU in the trachea of a "
                    "512x512x141 thorax CT, issue 12); nnU-Net's fingerprint of 299 ATM'26 training CTs puts "
