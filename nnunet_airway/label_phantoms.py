@@ -189,6 +189,18 @@ def average_factor(source_spacing_xyz: Sequence[float], spacing_xyz: Sequence[fl
     return (1, 1, 1) if max(factor) < 2 else (factor[2], factor[1], factor[0])
 
 
+def _finer_grid(label: np.ndarray, lungs: np.ndarray | None, geometry: image_io.Geometry, shape_zyx: tuple[int, ...],
+                written: image_io.Geometry, factor: tuple[int, int, int]):
+    """(label, lungs, geometry, factor) resampled from ``label``/``lungs`` (on ``geometry``) onto the grid ``factor``
+    times finer than the written one (``shape_zyx`` on ``written``): its blocks of ``factor`` voxels average into
+    the written voxels (resampled_label puts both grids' first voxel half a voxel inside the source's edge)."""
+    spacing = np.asarray(written.spacing) / np.asarray(factor[::-1])
+    window = tuple(slice(0, n * k) for n, k in zip(shape_zyx, factor, strict=True))
+    fine_label, fine_geometry = resampled_label(label, geometry, spacing)
+    fine_lungs = None if lungs is None else resampled_label(lungs, geometry, spacing)[0][window]
+    return fine_label[window], fine_lungs, fine_geometry, factor
+
+
 def _label_crop(branches: list[LabelBranch], kind: str, shape_zyx: tuple[int, int, int], grid_shape: tuple[int, ...],
                 geometry: image_io.Geometry, t_over_d: float, name: str) -> tuple[tuple[slice, slice, slice], Any]:
     """The window (slices) of a lung or lobe crop on the label's grid, chosen as for generated trees."""
@@ -254,24 +266,19 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
     geometry = canonical_geometry(source_geometry, values.shape, axes)
     resampled, drawn = None, None  # drawn: (label, lungs, geometry, factor) on the finer grid drawn and averaged
     if spacing_xyz is not None:
-        source_canonical, source_canonical_geometry = canonical, geometry
+        source_canonical, source_lungs, source_canonical_geometry = canonical, lungs, geometry
         canonical, geometry = resampled_label(canonical, geometry, spacing_xyz)
         if lungs is not None:
-            source_lungs = lungs
             lungs = resampled_label(lungs, source_canonical_geometry, spacing_xyz)[0]
         factor = average_factor(source_canonical_geometry.spacing, geometry.spacing) if crop == "chest" else (1, 1, 1)
         resampled = {"from_spacing_xyz": list(source_geometry.spacing), "to_spacing_xyz": list(geometry.spacing),
                      "method": "linear interpolation of the 0/1 label, airway where >= 0.5; identity direction"}
         if factor != (1, 1, 1):
-            fine_spacing = np.asarray(geometry.spacing) / np.asarray(factor[::-1])
-            fine_shape = tuple(n * k for n, k in zip(canonical.shape, factor, strict=True))
-            fine_label, fine_geometry = resampled_label(source_canonical, source_canonical_geometry, fine_spacing)
-            fine_lungs = None if lungs is None else resampled_label(
-                source_lungs, source_canonical_geometry, fine_spacing)[0][tuple(slice(0, n) for n in fine_shape)]
-            drawn = (fine_label[tuple(slice(0, n) for n in fine_shape)], fine_lungs, fine_geometry, factor)
-            resampled["ct"] = (f"drawn at {' x '.join(f'{v:g}' for v in np.round(fine_spacing, 4))} mm around the "
-                               f"label resampled there, then averaged over blocks of {' x '.join(map(str, factor[::-1]))}"
-                               f" (x, y, z) voxels: partial volume")
+            drawn = _finer_grid(source_canonical, source_lungs, source_canonical_geometry, canonical.shape, geometry,
+                                factor)
+            resampled["ct"] = (f"drawn at {' x '.join(f'{v:g}' for v in np.round(drawn[2].spacing, 4))} mm around "
+                               f"the label resampled there, then averaged over blocks of "
+                               f"{' x '.join(map(str, factor[::-1]))} (x, y, z) voxels: partial volume")
         written_label, written_geometry, to_index = canonical, geometry, None
     else:
         written_label, written_geometry = label, source_geometry

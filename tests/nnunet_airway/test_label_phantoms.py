@@ -15,8 +15,16 @@ from scipy import ndimage
 
 from nnunet_airway import image_io, writing
 from nnunet_airway.errors import DataError
-from nnunet_airway.label_phantoms import average_factor, phantom_from_label, sha256, write_label_phantoms
-from nnunet_airway.phantoms.around_label import LABEL_RANGES
+from nnunet_airway.label_phantoms import (
+    _finer_grid,
+    average_factor,
+    phantom_from_label,
+    resampled_label,
+    sha256,
+    write_label_phantoms,
+)
+from nnunet_airway.phantoms.around_label import LABEL_RANGES, coarser_grid
+from nnunet_airway.phantoms.render import Grid
 
 SHARED_TREE = Path(__file__).resolve().parents[3] / "shared" / "data" / "atm22_trees" / "ATM_224_timi.nii.gz"
 SEGMENTS = [  # (start, end, radius) in mm on a 1 mm grid of (80, 64, 64): trachea, main bronchi, four more
@@ -198,3 +206,16 @@ def test_a_lung_crop_holds_one_main_bronchus_subtree_and_the_source_label_there(
     assert phantom.geometry.origin == pytest.approx(tuple(expected_origin))
     with pytest.raises(DataError, match="larger than the label's grid"):
         phantom_from_label(tree_file, seed=2, crop="lung", shape_zyx=(96, 40, 40))
+
+
+def test_the_finer_grid_s_blocks_are_centred_on_the_written_voxels() -> None:
+    label = np.zeros((30, 20, 20), bool)
+    label[5:25, 8:12, 8:12] = True
+    source = image_io.Geometry((0.5, 0.5, 0.5), (-3.0, 4.0, 10.0))
+    written_label, written = resampled_label(label, source, (2.0, 2.0, 1.5))
+    fine_label, _, fine, factor = _finer_grid(label, None, source, written_label.shape, written, (3, 4, 4))
+    assert written_label.shape == (10, 5, 5) and fine_label.shape == (30, 20, 20) and factor == (3, 4, 4)
+    assert np.allclose(fine.spacing, (0.5, 0.5, 0.5)) and np.array_equal(fine_label, label)
+    coarse = coarser_grid(Grid(fine_label.shape, fine), factor)
+    assert coarse.shape == written_label.shape
+    assert np.allclose(coarse.origin, written.origin) and np.allclose(coarse.spacing, written.spacing)
