@@ -45,7 +45,8 @@ class TreeParameters:
     deep_minor_ratio: tuple[float, float] = (0.76, 0.82)
     major_angle: tuple[float, float] = (12.0, 35.0)  # the wider child deviates less (flow division)
     minor_angle: tuple[float, float] = (18.0, 50.0)
-    # a child turns this share of the angle towards the centroid of its half of the territory (then clamped)
+    # a child turns this share of the angle towards the centroid of its half of the territory (raised to the range's
+    # low end; past its high end the angle drawn within the range is taken instead)
     angle_share: tuple[float, float] = (0.5, 0.8)
     length_per_radius: tuple[float, float] = (5.5, 9.0)  # branch length / lumen radius without territory
     min_length_per_radius: float = 3.5  # shortest branch tried when the full length does not fit
