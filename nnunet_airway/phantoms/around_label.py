@@ -41,6 +41,7 @@ from nnunet_airway.phantoms.render import (
     wall_intensity,
 )
 from nnunet_airway.phantoms.scanner import Range
+from nnunet_airway.phantoms.tree import TreeParameters
 
 # ranges drawn per case (uniformly), with where they come from; quoted from memory of the cited work
 LABEL_RANGES: dict[str, Range] = {
@@ -58,6 +59,7 @@ LUNG_REACH_MM = 25.0  # grown lungs reach this far past the convex hull of a sid
 # bronchi lie 1-4 cm inside the pleura in reference-quality trees): this project's assumption
 MEDIASTINAL_GAP_MM = 14.0  # least tissue between the two grown lungs
 TRACHEA_CLEARANCE_MM = 18.0  # grown lung keeps this far from the trachea's centreline
+DEEP_RULES = TreeParameters()  # the generator's branching rules, for --extend
 LUNG_STEP_MM = 2.0  # the grown lungs' distances are computed on a grid of this step, then interpolated
 
 
@@ -322,9 +324,12 @@ class Extension:
 
 
 def grow_extensions(branches: list[LabelBranch], lung_share_at, lumen_distance_at, min_radius: float,
-                    rng: np.random.Generator, generations: int = 3) -> list[Extension]:
-    """Up to ``generations`` of dichotomous branches past every terminal branch: child radii 0.70-0.80 of the
-    parent's, 25-45 degrees off its axis in a random plane, 5.5-9 radii long; a child is kept while its end lies
+                    rng: np.random.Generator, generations: int = 3,
+                    params: TreeParameters = DEEP_RULES) -> list[Extension]:
+    """Up to ``generations`` of dichotomous branches past every terminal branch, by the generator's rules for
+    deep airways (``params``): the wider child's radius ``deep_major_ratio`` of the parent's and
+    ``major_angle`` off its axis, the narrower one's ``deep_minor_ratio`` and ``minor_angle`` to the other side,
+    in a random plane, ``length_per_radius`` radii long; a child is kept while its end lies
     wholly in the lungs, its middle and end more than its radius + 0.5 mm from the label, and its radius is at
     least ``min_radius``. ``lung_share_at`` and ``lumen_distance_at`` map points (K, 3) mm to the lung share (0-1)
     and the distance to the label (mm). Extensions are not kept clear of each other."""
@@ -340,14 +345,14 @@ def grow_extensions(branches: list[LabelBranch], lung_share_at, lumen_distance_a
         new_tips = []
         for parent, generation, point, axis, radius in tips:
             normal = _perpendicular(axis, rng)
-            for k, (ratio, angle) in enumerate(((rng.uniform(0.76, 0.80), rng.uniform(25.0, 34.0)),
-                                                (rng.uniform(0.70, 0.74), rng.uniform(34.0, 45.0)))):
+            for k, (ratio, angle) in enumerate(((rng.uniform(*params.deep_major_ratio), rng.uniform(*params.major_angle)),
+                                                (rng.uniform(*params.deep_minor_ratio), rng.uniform(*params.minor_angle)))):
                 r = radius * ratio
                 if r < min_radius:
                     continue
                 theta = np.radians(angle) * (1.0 if k == 0 else -1.0)
                 direction = _unit(axis * np.cos(theta) + normal * np.sin(theta))
-                end = point + direction * r * rng.uniform(5.5, 9.0)
+                end = point + direction * r * rng.uniform(*params.length_per_radius)
                 probe = np.stack([point + (end - point) * f for f in (0.5, 1.0)])
                 if lung_share_at(probe[-1:])[0] < 0.99 or np.min(lumen_distance_at(probe)) < r + 0.5:
                     continue

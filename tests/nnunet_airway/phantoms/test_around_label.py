@@ -17,6 +17,7 @@ from nnunet_airway.phantoms.around_label import (
     wall_thickness_mm,
 )
 from nnunet_airway.phantoms.render import Grid, Intensities, wall_intensity
+from nnunet_airway.phantoms.tree import TreeParameters
 
 SPACING = (0.5, 0.5, 0.5)
 SHAPE = (40, 48, 48)
@@ -110,7 +111,29 @@ def test_grow_extensions_respects_the_least_radius() -> None:
     tree = [LabelBranch(0, None, 0, branches[0].points_mm[:2], 1.0, (1,)), LabelBranch(1, 0, 1, branches[0].points_mm, 0.45)]
     grown = grow_extensions(tree, lambda p: np.ones(len(p)), lambda p: np.full(len(p), 99.0), 0.3,
                             np.random.default_rng(0))
-    assert grown and all(e.radius_mm >= 0.3 for e in grown) and all(e.parent == 1 for e in grown)
+    assert grown and all(e.radius_mm >= 0.3 for e in grown)
+    assert {e.parent for e in grown} <= {1} | {e.id for e in grown} and any(e.parent == 1 for e in grown)
+
+
+def test_extensions_branch_by_the_generators_deep_airway_rules() -> None:
+    params = TreeParameters()
+    _, _, branches = _tube(radius=1.5)
+    tree = [LabelBranch(0, None, 0, branches[0].points_mm[:2], 3.0, (1,)), LabelBranch(1, 0, 1, branches[0].points_mm, 1.5)]
+    axis = branches[0].points_mm[-1] - branches[0].points_mm[0]
+    axis /= np.linalg.norm(axis)
+    first = [e for seed in range(20) for e in grow_extensions(tree, lambda p: np.ones(len(p)),
+                                                               lambda p: np.full(len(p), 99.0), 0.3,
+                                                               np.random.default_rng(seed), generations=1)]
+    assert len(first) == 40  # both children of every draw: nothing stands in their way
+    for wider, narrower in zip(first[::2], first[1::2], strict=True):
+        for child, ratio, angle in ((wider, params.deep_major_ratio, params.major_angle),
+                                    (narrower, params.deep_minor_ratio, params.minor_angle)):
+            direction = (child.end - child.start) / np.linalg.norm(child.end - child.start)
+            degrees = np.degrees(np.arccos(np.clip(direction @ axis, -1.0, 1.0)))
+            length = np.linalg.norm(child.end - child.start) / child.radius_mm
+            assert ratio[0] <= child.radius_mm / 1.5 <= ratio[1]
+            assert angle[0] - 1e-6 <= degrees <= angle[1] + 1e-6
+            assert params.length_per_radius[0] - 1e-6 <= length <= params.length_per_radius[1] + 1e-6
 
 
 @pytest.mark.parametrize("direction, axes, flip", [
