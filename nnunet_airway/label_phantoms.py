@@ -236,20 +236,23 @@ def _record(b: LabelBranch, wall_hu: float, t_over_d: float) -> dict[str, Any]:
 def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None = None,
                        spacing_xyz: Sequence[float] | None = None, crop: str = "chest",
                        shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX, extend: bool = False,
-                       case: str | None = None) -> Phantom:
+                       case: str | None = None, binarize: bool = False) -> Phantom:
     """A phantom rendered around the airway label in ``path`` (nonzero = airway; any format image_io reads),
     deterministic in ``seed``. ``lung_mask``: a lung mask on the label's grid (nonzero = lung); None: lungs grown
     from the tree. ``spacing_xyz``: resample the label first. ``crop`` "lung" or "lobe": only a box of
     ``shape_zyx`` voxels around one lung's or lobe's subtree. ``extend``: thin branches past the terminal ones,
-    in the CT only. Clinical scanner model. DataError naming the file for anything wrong with the inputs."""
+    in the CT only. ``binarize``: every value > 0 is airway (e.g. a 0/255 label); without it a label holding
+    values other than 0 and 1 is refused. Clinical scanner model. DataError naming the file for anything wrong
+    with the inputs."""
     path = Path(path)
     values, source_geometry = image_io.read_image(path)
-    if not is_binary(values):
+    binarized = bool(binarize) and not is_binary(values)
+    if not binarize and not is_binary(values):
         found = np.unique(values[values != 0])[:4]
-        raise DataError(f"{path}: the label holds values {', '.join(str(v) for v in found)} besides 0 and 1, so what "
-                        f"is airway would be a guess; give a binary airway label (for a multi-class label map, "
-                        f"extract the airway class first)")
-    label = airway_mask(values, str(path), "reference")
+        raise DataError(f"{path}: the label holds values {', '.join(f'{v:g}' for v in found.tolist())} besides 0 and "
+                        f"1, so what is airway would be a guess; pass --binarize to make every value > 0 airway (a "
+                        f"0/255 label, say), or for a multi-class label map extract the airway class first")
+    label = airway_mask(values, str(path), "reference", binarize=binarize)
     if not label.any():
         raise DataError(f"{path}: the label has no airway voxels; give an airway label (nonzero = airway)")
     axes = canonical_axes(source_geometry.direction)
@@ -332,7 +335,8 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
         "case": case, "seed": int(seed), "generator_version": GENERATOR_VERSION, "generator": "from_label",
         "source_label": {"name": path.name, "sha256": sha256(path), "shape_zyx": list(values.shape),
                          "spacing_xyz": list(source_geometry.spacing), "origin_xyz": list(source_geometry.origin),
-                         "direction": list(source_geometry.direction)},
+                         "direction": list(source_geometry.direction),
+                         "values": "binarized: every value > 0 written as 1" if binarized else "0 and 1"},
         "lung_mask": None if lung_mask is None else {"name": Path(lung_mask).name, "sha256": sha256(Path(lung_mask))},
         "lungs": "given" if lung_mask is not None else "grown from the tree",
         "label_resampled": resampled,
@@ -364,7 +368,7 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
 def write_label_phantoms(labels: Sequence[str | Path], out_dir: str | Path, seed: int = 0,
                          lung_masks: Sequence[str | Path] | None = None, spacing_xyz: Sequence[float] | None = None,
                          crop: str = "chest", shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX, extend: bool = False,
-                         preview: bool = False, overwrite: bool = False) -> list[str]:
+                         preview: bool = False, overwrite: bool = False, binarize: bool = False) -> list[str]:
     """Write one phantom per label (files or folders; case names from the file names) into ``out_dir`` as
     ``write_phantoms`` does; case i uses ``case_seed(seed, i)``. ``lung_masks``: one per label, in order."""
     sources = label_sources(labels)
@@ -384,7 +388,7 @@ def write_label_phantoms(labels: Sequence[str | Path], out_dir: str | Path, seed
         for index, ((case, path), mask) in enumerate(tqdm(list(zip(sources.items(), masks, strict=True)),
                                                           desc="phantoms", unit="case")):
             phantom = phantom_from_label(path, case_seed(seed, index), mask, spacing_xyz, crop, shape_zyx, extend,
-                                         case=case)
+                                         case=case, binarize=binarize)
             phantom.truth["base_seed"], phantom.truth["index"] = int(seed), index
             writing.write_image(out / "images" / f"{case}.nii.gz", phantom.ct, phantom.geometry)
             writing.write_image(out / "labels" / f"{case}.nii.gz", phantom.label, phantom.geometry)

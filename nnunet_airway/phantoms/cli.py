@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lung-mask", nargs="+", metavar="MASK", default=None,
                         help="with --from-label: one lung mask per label (nonzero = lung, on the label's grid), in "
                              "the labels' order; default: lungs grown from the tree")
+    parser.add_argument("--binarize", action="store_true",
+                        help="with --from-label: make every label value > 0 airway (e.g. a 0/255 label), written "
+                             "as 1; without it a label holding values other than 0 and 1 is refused")
     parser.add_argument("--extend", action="store_true",
                         help="with --from-label: draw thin branches grown past the label's terminal branches in the "
                              "CT and leave them out of the label, as readers miss the thinnest airways")
@@ -57,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.from_label is not None:
         return _run_from_label(args)
-    if args.lung_mask or args.extend:
-        args._parser.error("--lung-mask and --extend go with --from-label")
+    if args.lung_mask or args.extend or args.binarize:
+        args._parser.error("--lung-mask, --extend and --binarize go with --from-label")
     problem = grid_problem(tuple(args.shape), args.spacing, args.crop)
     if problem:
         args._parser.error(f"--shape/--spacing: {problem}")
@@ -79,6 +82,7 @@ def _run_from_label(args: argparse.Namespace) -> int:
         args._parser.error("--from-label renders with the clinical scanner model; leave out --scanner ideal")
     cases = write_label_phantoms(args.from_label, args.out, seed=args.seed, lung_masks=args.lung_mask,
                                  spacing_xyz=args.spacing, crop=args.crop, shape_zyx=tuple(args.shape),
-                                 extend=args.extend, preview=args.preview, overwrite=args.overwrite)
+                                 extend=args.extend, preview=args.preview, overwrite=args.overwrite,
+                                 binarize=args.binarize)
     print(f"wrote {len(cases)} phantom(s) around real labels to {args.out}: {', '.join(cases)}")
     return 0

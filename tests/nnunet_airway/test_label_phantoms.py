@@ -155,6 +155,17 @@ def test_bad_inputs_are_refused_naming_the_file(tree_file: Path, tmp_path: Path)
     assert not (tmp_path / "out").exists()  # a refused run leaves no empty output folder
 
 
+def test_a_0_255_label_needs_binarize_and_then_renders_as_its_0_1_copy(tree_file: Path, tmp_path: Path) -> None:
+    bytes_255 = tmp_path / "case_a.nii.gz"
+    writing.write_image(bytes_255, _tree_label().astype(np.uint8) * 255, image_io.Geometry((1.0, 1.0, 1.0), (-32.0, -32.0, -100.0)))
+    with pytest.raises(DataError, match=r"case_a.nii.gz: the label holds values 255 .*--binarize"):
+        phantom_from_label(bytes_255, seed=5)
+    plain, binarized = phantom_from_label(tree_file, seed=5), phantom_from_label(bytes_255, seed=5, binarize=True)
+    assert np.array_equal(binarized.label, plain.label) and np.array_equal(binarized.ct, plain.ct)
+    assert binarized.truth["source_label"]["values"].startswith("binarized")
+    assert plain.truth["source_label"]["values"] == "0 and 1"
+
+
 @pytest.mark.slow
 def test_the_cli_writes_a_folder_and_refuses_to_overwrite_it(tree_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "phantoms"
@@ -171,6 +182,9 @@ def test_the_cli_writes_a_folder_and_refuses_to_overwrite_it(tree_file: Path, tm
     assert (out / "images" / "case_a.nii.gz").read_bytes() == before
     stray = subprocess.run([sys.executable, "-m", "nnunet_airway", "phantoms", "--out", str(tmp_path / "x"),
                             "--extend"], capture_output=True, text=True, check=False)
+    assert stray.returncode != 0 and "go with --from-label" in stray.stderr
+    stray = subprocess.run([sys.executable, "-m", "nnunet_airway", "phantoms", "--out", str(tmp_path / "x"),
+                            "--binarize"], capture_output=True, text=True, check=False)
     assert stray.returncode != 0 and "go with --from-label" in stray.stderr
 
 
