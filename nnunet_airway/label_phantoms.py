@@ -236,13 +236,15 @@ def _record(b: LabelBranch, wall_hu: float, t_over_d: float) -> dict[str, Any]:
 def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None = None,
                        spacing_xyz: Sequence[float] | None = None, crop: str = "chest",
                        shape_zyx: Sequence[int] = DEFAULT_SHAPE_ZYX, extend: bool = False,
-                       case: str | None = None, binarize: bool = False) -> Phantom:
+                       case: str | None = None, binarize: bool = False,
+                       lumen_margin_voxels: float | None = None) -> Phantom:
     """A phantom rendered around the airway label in ``path`` (nonzero = airway; any format image_io reads),
     deterministic in ``seed``. ``lung_mask``: a lung mask on the label's grid (nonzero = lung); None: lungs grown
     from the tree. ``spacing_xyz``: resample the label first. ``crop`` "lung" or "lobe": only a box of
     ``shape_zyx`` voxels around one lung's or lobe's subtree. ``extend``: thin branches past the terminal ones,
     in the CT only. ``binarize``: every value > 0 is airway (e.g. a 0/255 label); without it a label holding
-    values other than 0 and 1 is refused. Clinical scanner model. DataError naming the file for anything wrong
+    values other than 0 and 1 is refused. ``lumen_margin_voxels``: how far the lumen reaches past the label's
+    border (voxels of the written grid; None: drawn from LABEL_RANGES). Clinical scanner model. DataError naming the file for anything wrong
     with the inputs."""
     path = Path(path)
     values, source_geometry = image_io.read_image(path)
@@ -302,6 +304,10 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
     hu = clinical_intensities(rng)
     t_over_d = float(rng.uniform(*LABEL_RANGES["wall_t_over_d"][:2]))
     bronchoarterial = float(rng.uniform(*LABEL_RANGES["bronchoarterial"][:2]))
+    margin_voxels = float(rng.uniform(*LABEL_RANGES["lumen_margin_voxels"][:2]))  # drawn always: the same stream
+    if lumen_margin_voxels is not None:
+        margin_voxels = float(lumen_margin_voxels)
+    margin_mm = margin_voxels * float(min(geometry.spacing))  # voxels of the written grid
     window, crop_record = None, None
     if crop != "chest":
         if crop not in CROP_ROOT_GENERATION:
@@ -316,11 +322,12 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
                        "label": "the source label inside the box (every airway there, not only the root's subtree)"}
     if drawn is None:
         rendered = render_around_label(canonical, geometry, canonical_branches, hu, rng, t_over_d, bronchoarterial,
-                                       lung_mask=lungs, extend=extend, window=window)
+                                       lung_mask=lungs, extend=extend, window=window, lumen_margin_mm=margin_mm)
     else:  # the parse's branches are in mm, so they serve the finer grid as they are
         fine_label, fine_lungs, fine_geometry, factor = drawn
         rendered = render_around_label(fine_label, fine_geometry, canonical_branches, hu, rng, t_over_d,
-                                       bronchoarterial, lung_mask=fine_lungs, extend=extend, average_zyx=factor)
+                                       bronchoarterial, lung_mask=fine_lungs, extend=extend, average_zyx=factor,
+                                       lumen_margin_mm=margin_mm)
     if window is None and to_index is not None:
         ct, out_label, out_geometry = axes.from_canonical(rendered.ct), written_label, written_geometry
     else:  # a crop or a resampled label: the canonical frame is the written one
@@ -347,6 +354,7 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
         "crop": crop_record,
         "parse": {"connectivity": PARSE_CONNECTIVITY, "tool": "nnunet_airway.evaluation.reference.parse_tree"},
         "drawn": {"wall_t_over_d": round(t_over_d, 4), "bronchoarterial_ratio": round(bronchoarterial, 4),
+                  "lumen_margin_voxels": round(margin_voxels, 4), "lumen_margin_mm": round(margin_mm, 4),
                   "n_vessels": rendered.vessels, "sources": {k: v.source for k, v in LABEL_RANGES.items()}},
         "branches": [_record(b, wall_intensity(b.radius_mm, largest, hu), t_over_d) for b in written_branches],
         "extension_branches": [

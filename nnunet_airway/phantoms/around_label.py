@@ -52,6 +52,13 @@ LABEL_RANGES: dict[str, Range] = {
     "bronchoarterial": Range(0.65, 0.95,
                              "bronchoarterial ratio (lumen diameter over the accompanying artery's diameter): "
                              "below 1 in most adults, rising with age (Matsuoka et al., AJR 2003)"),
+    "lumen_margin_voxels": Range(0.0, 0.6,
+                                 "how far the lumen reaches past the label's border, in voxels of the written grid: "
+                                 "labels end where the lumen's partial volume ends, so the voxel ring around the "
+                                 "labels of the two real CTs beside this project reads between lumen and wall, "
+                                 "a lumen share of about 0.3 (4.2 mm COPDGene) and 0.55 (1.5 mm TotalSegmentator); "
+                                 "this project's measurement (docs/clinical-phantoms.md); 0: the label is the whole "
+                                 "lumen"),
 }
 WALL_MAX_MM = 2.5  # the thickest wall drawn (the trachea's is about 1.5-3 mm): this project's cap
 VEIN_TO_ARTERY = 0.85  # vein radius over its bundle's artery radius: this project's assumption
@@ -398,13 +405,17 @@ def render_around_label(label: np.ndarray, geometry: Geometry, branches: list[La
                         lung_mask: np.ndarray | None = None, extend: bool = False,
                         window: tuple[slice, slice, slice] | None = None,
                         extension_min_radius: float = 0.3,
-                        average_zyx: tuple[int, int, int] = (1, 1, 1)) -> RenderedAroundLabel:
+                        average_zyx: tuple[int, int, int] = (1, 1, 1),
+                        lumen_margin_mm: float = 0.0) -> RenderedAroundLabel:
     """CT (int16 HU) of ``window`` (default: all) of the grid of ``label`` (bool (Z, Y, X), identity direction),
     drawn around the label from its parsed ``branches`` in the layers of the module docstring. ``lung_mask``
     (bool, the label's grid): the lungs; None: grown from the tree. The chest is fitted to the whole grid.
     ``average_zyx``: draw on the label's (fine) grid, then average blocks of that many voxels per axis into the
     CT's voxels before the scanner model (partial volume of a coarse scan: a voxel holds the mean of what lies in
-    it); the label's shape must be a multiple of it, and there is no window then."""
+    it); the label's shape must be a multiple of it, and there is no window then. ``lumen_margin_mm``: the lumen's
+    surface lies this far past the label's border (air in the voxels there, the label unchanged), the wall beyond."""
+    if lumen_margin_mm < 0:
+        raise ValueError(f"lumen_margin_mm must be >= 0, got {lumen_margin_mm}")
     if any(abs(d - i) > 1e-6 for d, i in zip(geometry.direction, (1, 0, 0, 0, 1, 0, 0, 0, 1), strict=True)):
         raise ValueError("render_around_label needs an identity direction; bring the arrays there with canonical_axes")
     factor = tuple(int(k) for k in average_zyx)
@@ -444,10 +455,10 @@ def render_around_label(label: np.ndarray, geometry: Geometry, branches: list[La
     reach = int(np.ceil((WALL_MAX_MM + 2.0 * voxel) / grid.spacing.min())) + 1
     outer = _grown(window, reach, label.shape)
     inner = tuple(slice(w.start - o.start, w.stop - o.start) for w, o in zip(window, outer, strict=True))
-    wall_share, wall_hu, lumen_distance = _label_walls(label[outer], _window_grid(geometry, outer), branches,
-                                                       t_over_d, largest, hu)
+    wall_share, wall_hu, lumen_distance, past_label = _label_walls(label[outer], _window_grid(geometry, outer),
+                                                                   branches, t_over_d, largest, hu, lumen_margin_mm)
     wall_share, wall_hu, lumen_distance = wall_share[inner], wall_hu[inner], lumen_distance[inner]
-    lumen_share = label[window].astype(np.float32)
+    lumen_share = np.maximum(label[window].astype(np.float32), past_label[inner])
     extensions: list[Extension] = []
     if extend:
         extensions = grow_extensions(branches, _point_sampler(lung_share, grid, 0.0),
@@ -486,14 +497,16 @@ def coarser_grid(grid: Grid, factor_zyx: tuple[int, int, int]) -> Grid:
 
 
 def _label_walls(label: np.ndarray, grid: Grid, branches: list[LabelBranch], t_over_d: float, largest: float,
-                 hu: Intensities) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(wall share, wall HU, distance to the lumen in mm) on the grid: the wall of every voxel outside the label
-    within the thickness of its local calibre (distance to the centreline minus distance to the lumen)."""
+                 hu: Intensities, margin_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(wall share, wall HU, distance to the label in mm, lumen share outside the label) on the grid: the lumen
+    reaches ``margin_mm`` past the label's border, and the wall of every voxel beyond lies within the thickness
+    of its local calibre (distance to the centreline minus distance to the label)."""
     wall_share = np.zeros(grid.shape, np.float32)
     wall_hu = np.zeros(grid.shape, np.float32)
     lumen_distance = np.full(grid.shape, 1e3, np.float32)
+    past_label = np.zeros(grid.shape, np.float32)
     if not label.any():
-        return wall_share, wall_hu, lumen_distance
+        return wall_share, wall_hu, lumen_distance, past_label
     spacing_zyx = grid.spacing[::-1]
     reach = int(np.ceil((WALL_MAX_MM + 2.0 * grid.voxel) / spacing_zyx.min())) + 1
     nz = [np.nonzero(label.any(axis=tuple(a for a in range(3) if a != axis)))[0] for axis in range(3)]
@@ -510,18 +523,22 @@ def _label_walls(label: np.ndarray, grid: Grid, branches: list[LabelBranch], t_o
     d_lumen = ndimage.distance_transform_edt(~lumen, sampling=spacing_zyx).astype(np.float32)
     lumen_distance[box] = d_lumen
     if not centreline.any():
-        return wall_share, wall_hu, lumen_distance
+        return wall_share, wall_hu, lumen_distance, past_label
     d_centre = ndimage.distance_transform_edt(~centreline, sampling=spacing_zyx).astype(np.float32)
     calibre = np.maximum(d_centre - d_lumen, 0.5 * grid.voxel)  # the lumen radius met on the way to the centreline
     del d_centre
     thickness = wall_thickness_mm(calibre, t_over_d).astype(np.float32)
-    # the lumen's surface lies half a voxel beyond the centres of its border voxels
-    share = inside_fraction(thickness - (d_lumen - 0.5 * grid.voxel), grid.voxel).astype(np.float32)
+    # the label's surface lies half a voxel beyond the centres of its border voxels, the lumen's margin_mm further
+    past_surface = d_lumen - 0.5 * grid.voxel - np.float32(margin_mm)
+    air = inside_fraction(-past_surface, grid.voxel).astype(np.float32)
+    air[lumen] = 0.0
+    share = np.clip(inside_fraction(thickness - past_surface, grid.voxel) - air, 0.0, 1.0).astype(np.float32)
     share[lumen] = 0.0
     wall_share[box] = share
+    past_label[box] = air
     calibre_share = np.clip(calibre / largest, 0.0, 1.0) ** 0.6
     wall_hu[box] = (hu.wall_small + (hu.wall_large - hu.wall_small) * calibre_share).astype(np.float32)
-    return wall_share, wall_hu, lumen_distance
+    return wall_share, wall_hu, lumen_distance, past_label
 
 
 def with_children(branches: list[LabelBranch]) -> list[LabelBranch]:

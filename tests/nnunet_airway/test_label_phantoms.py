@@ -75,9 +75,11 @@ def test_sidecar_records_the_source_the_parse_and_the_draw_for_a_fixed_seed(tree
     trachea = next(b for b in truth["branches"] if b["parent"] is None)
     assert trachea["start_mm"][2] > trachea["end_mm"][2]  # drawn from the top down, parent end first
     assert trachea["radius_mm"] == pytest.approx(4.0, abs=0.6)
-    for key, name in (("wall_t_over_d", "wall_t_over_d"), ("bronchoarterial_ratio", "bronchoarterial")):
+    for key, name in (("wall_t_over_d", "wall_t_over_d"), ("bronchoarterial_ratio", "bronchoarterial"),
+                      ("lumen_margin_voxels", "lumen_margin_voxels")):
         low, high, _ = LABEL_RANGES[name]
         assert low <= truth["drawn"][key] <= high
+    assert truth["drawn"]["lumen_margin_mm"] == pytest.approx(truth["drawn"]["lumen_margin_voxels"] * 1.0, abs=1e-3)
     assert truth["drawn"]["n_vessels"] == 2 * 6  # an artery and a vein per bronchus below the trachea
     assert truth["label_voxels"] == int(_tree_label().sum())
     assert phantom_from_label(tree_file, seed=6).truth["drawn"] != truth["drawn"]
@@ -106,7 +108,7 @@ def test_resampling_is_said_and_a_lung_mask_is_used(tree_file: Path, tmp_path: P
     lungs = np.zeros((80, 64, 64), np.uint8)
     lungs[5:60, 4:60, 4:60] = 1
     writing.write_image(mask, lungs, geometry)
-    phantom = phantom_from_label(tree_file, seed=1, lung_mask=mask, spacing_xyz=(2.0, 2.0, 2.0))
+    phantom = phantom_from_label(tree_file, seed=1, lung_mask=mask, spacing_xyz=(2.0, 2.0, 2.0), lumen_margin_voxels=0.0)
     assert phantom.label.shape == (40, 32, 32) and phantom.geometry.spacing == (2.0, 2.0, 2.0)
     assert phantom.truth["label_resampled"]["from_spacing_xyz"] == [1.0, 1.0, 1.0]
     assert phantom.truth["lungs"] == "given"
@@ -120,6 +122,10 @@ def test_resampling_is_said_and_a_lung_mask_is_used(tree_file: Path, tmp_path: P
     border = phantom.label.astype(bool) & ~core
     assert np.median(phantom.ct[border]) > np.median(phantom.ct[core]) + 100
     assert abs(np.median(phantom.ct[core]) - lumen) < 50
+    # a lumen reaching half a voxel past the label's border fills the border voxels with air
+    margin = phantom_from_label(tree_file, seed=1, lung_mask=mask, spacing_xyz=(2.0, 2.0, 2.0), lumen_margin_voxels=0.5)
+    assert margin.truth["drawn"]["lumen_margin_mm"] == 1.0 and np.array_equal(margin.label, phantom.label)
+    assert np.median(margin.ct[border]) < np.median(phantom.ct[border]) - 100
 
 
 def test_the_averaging_factor_draws_at_about_1_mm_and_at_most_4_times_finer() -> None:

@@ -106,6 +106,27 @@ def test_extensions_stay_out_of_the_label_and_darken_the_ct() -> None:
     assert darker.sum() > 20  # the extensions' lumens, outside the label
 
 
+def test_a_lumen_margin_puts_air_past_the_label_and_moves_the_wall_out() -> None:
+    label, geometry, branches = _tube()
+    z, y, x = np.meshgrid(*[np.arange(n) * 0.5 for n in SHAPE], indexing="ij")
+    r = np.hypot(y - (SHAPE[1] - 1) * 0.25, x - (SHAPE[2] - 1) * 0.25)
+    ring = ~label & (r < 3.0 + 0.45) & (z > 3) & (z < 16)  # the first voxels outside the label
+    thickness = float(wall_thickness_mm(3.0, 0.18))
+    beyond = (r > 3.0 + thickness + 0.05) & (r < 3.0 + thickness + 0.35) & (z > 3) & (z < 16)  # lung at margin 0
+    cts = [render_around_label(label, geometry, branches, PLAIN, np.random.default_rng(0), 0.18, 0.8,
+                               lung_mask=_lungs_everywhere(label), lumen_margin_mm=m).ct.astype(float)
+           for m in (0.0, 0.25, 0.5)]
+    assert all(np.all(ct[label] == -990.0) for ct in cts)  # the label is untouched
+    rings = [float(np.median(ct[ring])) for ct in cts]
+    assert rings[0] > rings[1] > rings[2]  # more air in the first ring the wider the margin
+    assert rings[2] < -600 < rings[0]
+    walls = [float(np.mean(ct[beyond] > -400)) for ct in cts]  # wall voxels past the margin-free wall's end
+    assert walls[0] < 0.1 and walls[2] > 0.9  # the wall is pushed out by the margin
+    with pytest.raises(ValueError, match="lumen_margin_mm"):
+        render_around_label(label, geometry, branches, PLAIN, np.random.default_rng(0), 0.18, 0.8,
+                            lumen_margin_mm=-0.1)
+
+
 def test_grow_extensions_respects_the_least_radius() -> None:
     _, _, branches = _tube(radius=0.45)
     tree = [LabelBranch(0, None, 0, branches[0].points_mm[:2], 1.0, (1,)), LabelBranch(1, 0, 1, branches[0].points_mm, 0.45)]
