@@ -184,6 +184,24 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
+def phantom_spacing(values: list[str] | None, image: Path) -> tuple[float, float, float] | None:
+    """--phantom-spacing: X Y Z in mm, or "real" for the real CT's own spacing (x, y, z mm); None when not given.
+    ValueError with what to give for anything else."""
+    if values is None:
+        return None
+    if values == ["real"]:
+        return tuple(float(v) for v in read_image(image)[1].spacing)  # type: ignore[return-value]
+    if len(values) != 3:
+        raise ValueError(f"got {' '.join(values)}; give X Y Z in mm or 'real' for the real CT's spacing")
+    try:
+        spacing = tuple(float(v) for v in values)
+    except ValueError:
+        raise ValueError(f"got {' '.join(values)}; give X Y Z in mm or 'real' for the real CT's spacing") from None
+    if not all(np.isfinite(v) and v > 0 for v in spacing):
+        raise ValueError(f"got {' '.join(values)}; every spacing must be a positive number of mm")
+    return spacing  # type: ignore[return-value]
+
+
 TRAINING_OPTIONS = ("budget_minutes", "epochs", "iterations_per_epoch", "cases", "shape", "scanner", "seed",
                     "train_labels", "phantom_spacing")
 
@@ -206,16 +224,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None,
                         help="a trained nnU-Net model folder to score instead of training on phantoms")
     parser.add_argument("--train-labels", type=Path, nargs="+", default=[],
-                        help="train on phantoms rendered around these real airway labels (phantoms --from-label "
-                             "--extend, clinical scanner; cycled, a new draw per case) instead of generated ones; "
-                             "never the real CT's own label")
-    parser.add_argument("--phantom-spacing", type=positive_float("mm"), nargs=3, default=None, metavar=("X", "Y", "Z"),
-                        help="with --train-labels: resample them to this spacing (e.g. the real CT's)")
+                        help="train on phantoms rendered around these real airway labels (files or folders; "
+                             "phantoms --from-label --extend, clinical scanner; cycled, a new draw per case) instead "
+                             "of generated ones; never the real CT's own label")
+    parser.add_argument("--phantom-spacing", nargs="+", default=None, metavar="MM",
+                        help="with --train-labels: resample them to X Y Z mm, or 'real': to the real CT's spacing")
     args = parser.parse_args(argv)
     if args.phantom_spacing is not None and not args.train_labels:
         parser.error("--phantom-spacing goes with --train-labels")
-    if any(p.resolve() == args.label.resolve() for p in args.train_labels):
-        parser.error(f"--train-labels: {args.label} is the real CT's own label; training on it scores nothing")
+    for expanded in (False, True):  # the paths given, then every label in the folders among them
+        if expanded and args.train_labels:
+            from nnunet_airway.label_phantoms import label_sources
+
+            args.train_labels = list(label_sources(args.train_labels).values())
+        if any(p.resolve() == args.label.resolve() for p in args.train_labels):
+            parser.error(f"--train-labels: {args.label} is the real CT's own label; training on it scores nothing")
+    try:
+        spacing = phantom_spacing(args.phantom_spacing, args.image)
+    except ValueError as error:
+        parser.error(f"--phantom-spacing: {error}")
     if args.model is not None:
         training = [f"--{name.replace('_', '-')}" for name in TRAINING_OPTIONS
                     if getattr(args, name) != parser.get_default(name)]
@@ -231,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                                      SimToRealSettings(args.image.resolve(), args.label.resolve(), args.scanner,
                                                        args.model.resolve() if args.model else None,
                                                        tuple(p.resolve() for p in args.train_labels),
-                                                       None if args.phantom_spacing is None
-                                                       else tuple(args.phantom_spacing)),
+                                                       spacing),
                                      resolve_device(args.device), budget)
     experiment.run()
     result = experiment.ledger.result("evaluate_real")

@@ -150,3 +150,34 @@ def test_the_real_ct_label_cannot_be_a_training_label(sim_to_real, tmp_path: Pat
         sim_to_real.main(["--image", str(tmp_path / "ct.nrrd"), "--label", str(label), "--workdir",
                           str(tmp_path / "w"), "--phantom-spacing", "1", "1", "1"])
     assert not (tmp_path / "w").exists()
+
+
+def test_phantom_spacing_takes_three_millimetres_or_the_real_ct_s_own(sim_to_real, tmp_path: Path) -> None:
+    import numpy as np
+
+    from nnunet_airway import image_io, writing
+
+    ct = tmp_path / "ct.nii.gz"
+    writing.write_image(ct, np.zeros((4, 5, 6), np.int16), image_io.Geometry((0.7, 0.8, 1.25)))
+    assert sim_to_real.phantom_spacing(None, ct) is None
+    assert sim_to_real.phantom_spacing(["real"], ct) == pytest.approx((0.7, 0.8, 1.25))
+    assert sim_to_real.phantom_spacing(["1", "1.5", "2"], ct) == (1.0, 1.5, 2.0)
+    for bad in (["1", "1"], ["real", "1", "1"], ["a", "1", "1"], ["1", "0", "1"], ["1", "nan", "1"]):
+        with pytest.raises(ValueError, match="--phantom-spacing|give X Y Z|positive"):
+            sim_to_real.phantom_spacing(bad, ct)
+
+
+def test_a_folder_of_training_labels_holding_the_real_label_is_refused(sim_to_real, tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    from nnunet_airway import image_io, writing
+
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    for name in ("other.nii.gz", "lm.nii.gz"):
+        writing.write_image(folder / name, np.zeros((4, 4, 4), np.uint8), image_io.Geometry((1.0, 1.0, 1.0)))
+    with pytest.raises(SystemExit):
+        sim_to_real.main(["--image", str(tmp_path / "ct.nrrd"), "--label", str(folder / "lm.nii.gz"), "--workdir",
+                          str(tmp_path / "w"), "--train-labels", str(folder)])
+    assert "is the real CT's own label" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
