@@ -42,6 +42,7 @@ from pathlib import Path
 
 from nnunet_airway.argument_types import positive_float
 from nnunet_airway.trainers.budget_variables import SKIP_VALIDATION_VARIABLE
+from nnunet_airway.writing import write_bytes, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE_TRAINERS = Path(__file__).resolve().parent / "suite_trainers"
@@ -304,7 +305,7 @@ def phase_train(args, sizes: Sizes, env, budget: Budget, work: Path) -> dict:
     import torch
 
     from nnunet_airway.phantoms.generate import generate_phantom
-    from nnunet_airway.writing import write_image, write_json
+    from nnunet_airway.writing import write_image
 
     steps: list[dict] = []
     start = time.perf_counter()
@@ -489,8 +490,8 @@ def main() -> None:
                         and all(r["ok"] for r in runs))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"gpu_suite_{slug}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
+    write_json(stem.with_suffix(".json"), report)  # atomic: a full disk leaves the previous report whole
+    write_bytes(stem.with_suffix(".md"), markdown(report).encode())
     print(markdown(report))
     print(f"wrote {stem}.json and {stem}.md in {report['wall_s']:.0f} s")
     sys.exit(0 if report["ok"] else 1)
