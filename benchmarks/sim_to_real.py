@@ -193,13 +193,11 @@ def phantom_spacing(values: list[str] | None, image: Path) -> tuple[float, float
         return tuple(float(v) for v in read_image(image)[1].spacing)  # type: ignore[return-value]
     if len(values) != 3:
         raise ValueError(f"got {' '.join(values)}; give X Y Z in mm or 'real' for the real CT's spacing")
+    millimetres = positive_float("mm")
     try:
-        spacing = tuple(float(v) for v in values)
-    except ValueError:
-        raise ValueError(f"got {' '.join(values)}; give X Y Z in mm or 'real' for the real CT's spacing") from None
-    if not all(np.isfinite(v) and v > 0 for v in spacing):
-        raise ValueError(f"got {' '.join(values)}; every spacing must be a positive number of mm")
-    return spacing  # type: ignore[return-value]
+        return tuple(millimetres(v) for v in values)  # type: ignore[return-value]
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(f"{error}; give X Y Z in mm (each a positive number) or 'real'") from None
 
 
 TRAINING_OPTIONS = ("budget_minutes", "epochs", "iterations_per_epoch", "cases", "shape", "scanner", "seed",
@@ -232,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.phantom_spacing is not None and not args.train_labels:
         parser.error("--phantom-spacing goes with --train-labels")
-    for expanded in (False, True):  # the paths given, then every label in the folders among them
-        if expanded and args.train_labels:
-            from nnunet_airway.label_phantoms import label_sources
+    if args.train_labels:
+        from nnunet_airway.label_phantoms import label_sources
 
-            args.train_labels = list(label_sources(args.train_labels).values())
-        if any(p.resolve() == args.label.resolve() for p in args.train_labels):
+        if args.label.resolve() not in {p.resolve() for p in args.train_labels}:  # a missing path: its own error
+            args.train_labels = list(label_sources(args.train_labels).values())  # folders: every label in them
+        if args.label.resolve() in {p.resolve() for p in args.train_labels}:
             parser.error(f"--train-labels: {args.label} is the real CT's own label; training on it scores nothing")
     try:
         spacing = phantom_spacing(args.phantom_spacing, args.image)

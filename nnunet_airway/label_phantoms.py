@@ -244,17 +244,12 @@ def phantom_from_label(path: str | Path, seed: int, lung_mask: str | Path | None
     ``shape_zyx`` voxels around one lung's or lobe's subtree. ``extend``: thin branches past the terminal ones,
     in the CT only. ``binarize``: every value > 0 is airway (e.g. a 0/255 label); without it a label holding
     values other than 0 and 1 is refused. ``lumen_margin_voxels``: how far the lumen reaches past the label's
-    border (voxels of the written grid; None: drawn from LABEL_RANGES). Clinical scanner model. DataError naming the file for anything wrong
-    with the inputs."""
+    border (voxels of the written grid; None: drawn from LABEL_RANGES). Clinical scanner model. DataError naming
+    the file for anything wrong with the inputs."""
     path = Path(path)
     values, source_geometry = image_io.read_image(path)
-    binarized = bool(binarize) and not is_binary(values)
-    if not binarize and not is_binary(values):
-        found = np.unique(values[values != 0])[:4]
-        raise DataError(f"{path}: the label holds values {', '.join(f'{v:g}' for v in found.tolist())} besides 0 and "
-                        f"1, so what is airway would be a guess; pass --binarize to make every value > 0 airway (a "
-                        f"0/255 label, say), or for a multi-class label map extract the airway class first")
-    label = airway_mask(values, str(path), "reference", binarize=binarize)
+    binarized = binarize and not is_binary(values)
+    label = airway_mask(values, str(path), "label", binarize=binarize)  # refuses other values, naming --binarize
     if not label.any():
         raise DataError(f"{path}: the label has no airway voxels; give an airway label (nonzero = airway)")
     axes = canonical_axes(source_geometry.direction)
